@@ -1,0 +1,86 @@
+"""The three run profiles, defined in one place (DESIGN.md §4).
+
+``smoke``  CI: a few hundred images, low resolution, 1-2 epochs, minutes.
+``quick``  CPU: EfficientNet-Lite0, frozen trunk with cached features, all stages, all p, 3 seeds.
+``paper``  GPU: ResNet-50, 224 px, full fine-tuning, batch 128 (the paper's setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    encoder: str = "efficientnet_lite0"
+    pretrained: bool = True
+    image_size: int = 224
+    trainable: str | int = "all"         # "all" or the number k of last encoder stages trained
+    views: tuple[str, ...] = ("orig", "hflip")  # training views; evaluation uses "orig"
+    max_patients: int | None = None      # subsample patients (smoke) before splitting
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    max_epochs: int = 30
+    patience: int = 5
+    min_epochs: int = 1
+    decoder: str = "lstm"
+    teacher_forcing: float = 0.5
+    max_caption_len: int = 14
+    t2_min_count: int = 10
+    vocab_min_count: int = 2
+    taxonomy: str = "paper5"
+    alpha: float = 0.95
+    taus: tuple[float, ...] = (0.5, 1.0, 5.0, 10.0)
+    default_tau: float = 1.0
+    kd_reduction: str = "batchmean"
+    ensemble: str = "mean_prob"
+    unlabeled: str = "all"
+    device: str = "auto"
+    num_threads: int | None = None
+    split_seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["views"] = list(self.views)
+        d["taus"] = list(self.taus)
+        return d
+
+    def with_overrides(self, **kw: Any) -> "Profile":
+        unknown = sorted(set(kw) - set(self.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"unknown profile setting(s) {unknown}; known: {sorted(self.__dataclass_fields__)}")
+        return replace(self, **kw)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", image_size=96, trainable=1, max_patients=240, batch_size=32,
+        lr=0.05, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3,
+    ),
+    "quick": Profile(
+        name="quick", image_size=160, trainable=1, batch_size=64,
+        lr=0.05, max_epochs=12, patience=3,
+    ),
+    "paper": Profile(
+        name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,
+        lr=0.01, max_epochs=30, patience=5, decoder="lstm",
+    ),
+}
+
+
+def get_profile(name: str | Profile, **overrides: Any) -> Profile:
+    """The named profile, with optional overrides (an unknown name or setting is a ConfigError)."""
+    if isinstance(name, Profile):
+        prof = name
+    else:
+        if name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+        prof = PROFILES[name]
+    return prof.with_overrides(**overrides) if overrides else prof
