@@ -13,7 +13,7 @@ import sys
 from .errors import ReproError
 
 # modules that register sub-commands, in the order they appear in --help
-COMMAND_MODULES = ("datacli", "study", "train", "evaluate", "bench", "report")
+COMMAND_MODULES = ("datacli", "study", "runcli", "evaluate", "bench", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -45,9 +45,25 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def _clean(o: Any) -> Any:
+    """NaN/inf become ``null`` so that the files are strict JSON; numpy values become Python ones."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON (numpy scalars and arrays allowed)."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_default) + "\n")
+    """Atomically write ``obj`` as indented, strict JSON (numpy values allowed; NaN written as null)."""
+    text = json.dumps(_clean(obj), indent=2, sort_keys=False, default=_default, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

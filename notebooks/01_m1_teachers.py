@@ -1,0 +1,67 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · M1: the seven multi-task teachers
+#
+# Paper §3.2 and Table 3: one model per non-empty subset of the tasks
+# T1 (coarse disease), T2 (fine-grained disease) and T3 (diagnosis text),
+# trained with Σ_t λ_t CE_t (Eq. 1, λ = 1) on the labeled fraction L_p only.
+# Every teacher is early-stopped on the validation split; its best state is
+# evaluated once on the test split. Results go to
+# `results/<profile>/p<p>/seed<seed>/m1-<subset>.json`, checkpoints to `runs/`.
+
+# %% tags=["parameters"]
+profile = "quick"
+p = 15
+seed = 0
+data_root = None
+results_dir = None
+force = False
+
+# %%
+from repro.experiment import SUBSETS, make_context, run_m1_all
+from repro.plots import learning_curves
+from repro.runio import write_json
+from repro.tables import compare_rows
+
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+print(f"profile={ctx.profile.name} p={p} seed={seed} device={ctx.device} "
+      f"|L_p|={len(ctx.indices('train', p=p))} images, val={len(ctx.indices('val'))}, test={len(ctx.indices('test'))}")
+
+# %% [markdown]
+# ## Train (or load) the teachers
+
+# %%
+teachers = run_m1_all(ctx, force=force)
+
+# %% [markdown]
+# ## Learning curves
+# The star marks the epoch whose weights were restored for the test evaluation.
+
+# %%
+fig = learning_curves(teachers, title=f"M1 teachers, {profile}, p={p}, seed={seed}")
+
+# %% [markdown]
+# ## Table 3 row for this p, beside the paper
+# T1: accuracy, T2: top-1 accuracy, T3: BLEU as the authors computed it
+# (`bleu_paper`). Empty cells are tasks a teacher did not learn.
+
+# %%
+table = compare_rows(teachers, p, "paper_table3")
+table.round(3)
+
+# %%
+summary = {
+    "notebook": "01_m1_teachers", "profile": profile, "p": p, "seed": seed,
+    "runs": {s: f"m1-{s}.json" for s in SUBSETS},
+    "table3": {s: {tt: table.loc[s, (tt, "ours")] for tt in ("T1", "T2", "T3")} for s in SUBSETS},
+}
+write_json(ctx.run_results / "01_m1_teachers.json", summary)

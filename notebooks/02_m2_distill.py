@@ -1,0 +1,68 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 02 · M2: distillation on the labeled set
+#
+# Paper §3.3, Eq. 2 and Table 5 rows 4–5. The student starts from the best
+# M1{T1,T2,T3} and minimises, on L_p only,
+# Σ_t [(1−α)·CE_t + α·τ_t²·KL(teacher_t^τ ‖ student_t^τ)] with α = 0.95,
+# with M1{T1,T2,T3} as the single teacher, or the ensemble of all seven M1
+# teachers (for task t, those that learned t). τ per task is chosen on
+# validation by the temperature study (notebook 04; run here if missing).
+# Teacher outputs are computed once and cached: teachers never run inside
+# the student's loop. Needs notebook 01 for the same (profile, p, seed).
+
+# %% tags=["parameters"]
+profile = "quick"
+p = 15
+seed = 0
+data_root = None
+results_dir = None
+taus = "validation"
+
+# %%
+from repro.distill import evaluate_ensemble, resolve_taus, run_m2
+from repro.experiment import make_context
+from repro.plots import learning_curves
+from repro.runio import write_json
+from repro.tables import compare_rows
+
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+tau = resolve_taus(ctx, taus)
+print("temperatures per task:", tau)
+
+# %% [markdown]
+# ## The M1 teacher ensemble as a predictor of its own
+
+# %%
+ens = evaluate_ensemble(ctx)
+{t: {k: round(v, 3) for k, v in m.items() if isinstance(v, float)} for t, m in ens["metrics"]["test"].items() if t != "error_analysis"}
+
+# %% [markdown]
+# ## M2 with a single teacher and with the ensemble
+
+# %%
+m2 = {"M2": run_m2(ctx, ensemble=False, taus=tau), "M2+ensemble": run_m2(ctx, ensemble=True, taus=tau)}
+fig = learning_curves(m2, title=f"M2, {profile}, p={p}, seed={seed}")
+
+# %% [markdown]
+# ## Table 5 rows 4–5 for this p, beside the paper
+
+# %%
+table = compare_rows(m2, p, "paper_table5", model_of=lambda n: n, train_tasks_of=lambda n: "T1+T2+T3")
+table.round(3)
+
+# %%
+write_json(ctx.run_results / "02_m2_distill.json", {
+    "notebook": "02_m2_distill", "profile": profile, "p": p, "seed": seed, "taus": tau,
+    "runs": {"M2": "m2-single.json", "M2+ensemble": "m2-ensemble.json", "ensemble": "ensemble-m1.json"},
+    "table5": {n: {tt: table.loc[n, (tt, "ours")] for tt in ("T1", "T2", "T3")} for n in m2},
+})
