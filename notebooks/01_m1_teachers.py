@@ -19,7 +19,9 @@
 # `results/<profile>/p<p>/seed<seed>/m1-<subset>.json`, checkpoints to `runs/`.
 
 # %% tags=["parameters"]
-profile = "quick"
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 p = 15
 seed = 0
 data_root = None

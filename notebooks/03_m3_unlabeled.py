@@ -21,7 +21,9 @@
 # Needs notebooks 01 and 02 for the same (profile, p, seed).
 
 # %% tags=["parameters"]
-profile = "quick"
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 p = 15
 seed = 0
 data_root = None

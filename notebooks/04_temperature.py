@@ -19,7 +19,9 @@
 # comparison. Needs notebook 01 for the same (profile, p, seed).
 
 # %% tags=["parameters"]
-profile = "quick"
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 p = 15
 seed = 0
 data_root = None

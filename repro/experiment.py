@@ -138,7 +138,8 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     max_len = ctx.profile.max_caption_len + 1
     val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
     test_metrics = score_predictions(ctx.prepared, test_idx, predict(model, bank, test_idx, max_len=max_len))
-    save_checkpoint(ckpt, model, ctx.prepared, extra={"stage": stage_name, "name": name, "p": ctx.p, "seed": ctx.seed})
+    save_checkpoint(ckpt, model, ctx.prepared, extra={"stage": stage_name, "name": name, "p": ctx.p, "seed": ctx.seed,
+                                                            "profile": ctx.profile.to_dict()})
     result = {
         "schema": 1,
         "stage": stage_name,

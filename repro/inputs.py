@@ -44,6 +44,14 @@ class InputBank:
         else:
             self.data = {"uint8": torch.from_numpy(np.asarray(prepared.images))}
 
+    @classmethod
+    def from_images(cls, images: np.ndarray, spec, views=("orig",), device: torch.device | str = "cpu") -> "InputBank":
+        """A bank that feeds whole images through the full network (no trunk cache), e.g. for evaluation."""
+        bank = cls.__new__(cls)
+        bank.views, bank.device, bank.from_trunk, bank.spec = tuple(views), torch.device(device), False, spec
+        bank.data = {"uint8": torch.from_numpy(np.asarray(images))}
+        return bank
+
     def __len__(self) -> int:
         first = next(iter(self.data.values()))
         return int(first.shape[0])

@@ -55,13 +55,15 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 
 def results_dir(profile: str, root: Path | None = None) -> Path:
-    """Committed, small result JSON of one profile: ``results/<profile>``."""
-    return (root or PROJECT_ROOT / "results") / profile
+    """Small result JSON of one profile: ``results/<profile>`` (``$REPRO_RESULTS/<profile>`` overrides)."""
+    env = os.environ.get("REPRO_RESULTS")
+    return (root or (Path(env) if env else PROJECT_ROOT / "results")) / profile
 
 
 def runs_dir(profile: str, root: Path | None = None) -> Path:
-    """Git-ignored heavy artefacts of one profile (checkpoints, teacher caches)."""
-    return (root or PROJECT_ROOT / "runs") / profile
+    """Git-ignored heavy artefacts of one profile (checkpoints, teacher caches; ``$REPRO_RUNS`` overrides)."""
+    env = os.environ.get("REPRO_RUNS")
+    return (root or (Path(env) if env else PROJECT_ROOT / "runs")) / profile
 
 
 def cache_dir(root: Path | None = None) -> Path:

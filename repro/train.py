@@ -34,9 +34,9 @@ def label_tensors(prepared) -> dict[str, torch.Tensor]:
     """Targets of every image in manifest order, keyed by task."""
     m = prepared.manifest
     return {
-        "coarse": torch.as_tensor(m["coarse_idx"].to_numpy(), dtype=torch.long),
-        "fine": torch.as_tensor(m["fine_idx"].to_numpy(), dtype=torch.long),
-        "caption": torch.as_tensor(np.asarray(prepared.captions), dtype=torch.long),
+        "coarse": torch.tensor(m["coarse_idx"].to_numpy(), dtype=torch.long),
+        "fine": torch.tensor(m["fine_idx"].to_numpy(), dtype=torch.long),
+        "caption": torch.tensor(np.asarray(prepared.captions), dtype=torch.long),
     }
 
 
@@ -122,16 +122,14 @@ def score_predictions(prepared, idx: np.ndarray, preds: dict[str, np.ndarray], d
 
 def error_analysis(prepared, idx, preds) -> dict[str, int]:
     """The supplement's §3 counts: agreement and disagreement between the three tasks' outcomes."""
-    from .metrics import bleu_paper
+    from .metrics import bleu_paper_scores
 
     m = prepared.manifest.iloc[idx]
     coarse_ok = preds["coarse"].argmax(1) == m["coarse_idx"].to_numpy()
     fine_ok = preds["fine"].argmax(1) == m["fine_idx"].to_numpy()
     vocab = prepared.vocab
-    bleu = np.array([
-        bleu_paper(vocab.decode(list(r)), vocab.decode(list(h)))
-        for r, h in zip(np.asarray(prepared.captions)[idx], preds["caption"])
-    ])
+    refs = [vocab.decode(list(r)) for r in np.asarray(prepared.captions)[idx]]
+    bleu = np.array(bleu_paper_scores(refs, [vocab.decode(list(h)) for h in preds["caption"]]))
     return {
         "test_samples": int(len(idx)),
         "coarse_correct_bleu_lt_0.2": int(np.sum(coarse_ok & (bleu < 0.2))),
