@@ -29,7 +29,7 @@ study: venv
 	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG)
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks/

@@ -17,14 +17,14 @@ import platform
 import time
 from dataclasses import replace
 
-import torch
-
 from .paths import PROJECT_ROOT
 from .runio import versions, write_json
 
 
 def _ceiling(ctx, bank, steps: int) -> float:
     """Bare forward+backward of the trainable network on one in-memory batch (no data path)."""
+    import torch
+
     from .losses import m1_loss
     from .train import label_tensors
 
@@ -63,6 +63,8 @@ def _fit_speed(ctx, bank, stage, idx, epochs: int) -> float:
 
 
 def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: int = 2) -> dict:
+    import torch
+
     from .distill import build_teachers, kd_stage, _true_prefix
     from .experiment import SUBSETS, make_context, subset_tasks
     from .train import supervised_stage

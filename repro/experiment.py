@@ -79,6 +79,7 @@ class Context:
         from .models import MTLNet
 
         prof = self.profile
+        torch.manual_seed(self.seed)  # the heads' initialisation is part of the seeded run
         return MTLNet(
             encoder=prof.encoder, tasks=tuple(tasks),
             num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},

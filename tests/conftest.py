@@ -1,0 +1,80 @@
+"""Shared fixtures: the real ODIR-5K data, a tiny ODIR-layout copy for bad-input tests, a private cache."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from repro.errors import DataError
+from repro.paths import resolve_data_root
+
+#: patients of the tiny folder: both eyes present, a mix of classes (normal, dr, amd, glaucoma, other)
+TINY_PATIENTS = ("0", "4", "5", "8", "9", "13", "48", "84", "167", "191")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Point ``$REPRO_CACHE`` at a per-session temp folder so tests never touch the project's cache."""
+    old = os.environ.get("REPRO_CACHE")
+    os.environ["REPRO_CACHE"] = str(tmp_path_factory.mktemp("repro_cache"))
+    yield
+    if old is None:
+        os.environ.pop("REPRO_CACHE", None)
+    else:
+        os.environ["REPRO_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def odir_root() -> Path:
+    """The real ODIR-5K data (skips the test when no data root is found)."""
+    try:
+        return resolve_data_root()
+    except DataError as e:
+        pytest.skip(f"ODIR-5K not available: {e}")
+
+
+@pytest.fixture(scope="session")
+def odir_dataset(odir_root):
+    """The real data set, loaded once per session (manifest of 5,503 images)."""
+    from repro.datasets import load_dataset
+
+    return load_dataset(odir_root)
+
+
+def make_tiny_odir(src: Path, dest: Path, patients=TINY_PATIENTS) -> Path:
+    """Write an ODIR-layout folder with the rows and images of ``patients`` copied from ``src``."""
+    df = pd.read_csv(src / "full_df.csv", dtype=str, keep_default_na=False)
+    df = df[df["ID"].isin(list(patients))]
+    (dest / "preprocessed_images").mkdir(parents=True, exist_ok=True)
+    df.to_csv(dest / "full_df.csv", index=False)
+    for name in df["filename"]:
+        shutil.copyfile(src / "preprocessed_images" / name, dest / "preprocessed_images" / name)
+    return dest
+
+
+@pytest.fixture()
+def tiny_odir(odir_root, tmp_path) -> Path:
+    """A fresh tiny ODIR-layout folder (10 patients, 20 real images, their real CSV rows) in tmp_path."""
+    return make_tiny_odir(odir_root, tmp_path / "tiny_odir")
+
+
+@pytest.fixture(scope="session")
+def smoke_ctx(odir_root, tmp_path_factory):
+    """A ``(smoke, p=15, seed=0)`` experiment on the real data, results and checkpoints in temp folders."""
+    from repro.experiment import make_context
+
+    base = tmp_path_factory.mktemp("smoke")
+    return make_context("smoke", p=15, seed=0, data_root=odir_root, results_dir=base / "results",
+                        runs_dir=base / "runs")
+
+
+@pytest.fixture(scope="session")
+def smoke_teachers(smoke_ctx):
+    """The seven M1 teachers of ``smoke_ctx``, trained once per session."""
+    from repro.experiment import run_m1_all
+
+    return run_m1_all(smoke_ctx, progress=False)

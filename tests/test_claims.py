@@ -1,0 +1,136 @@
+"""Claims: the verdict logic and the claims table on synthetic result sets with known numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from repro import claims
+
+T975_3 = 3.182446305284263  # t quantile 0.975 with 3 degrees of freedom
+
+
+# ---------------------------------------------------------------- verdict
+
+def test_clear_win_is_supported():
+    effect, lo, hi, v = claims.verdict([0.05, 0.06, 0.04, 0.05])
+    half = T975_3 * np.std([0.05, 0.06, 0.04, 0.05], ddof=1) / 2
+    assert effect == pytest.approx(0.05)
+    assert (lo, hi) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
+    assert v == "supported"
+
+
+def test_clear_loss_is_not_supported():
+    effect, lo, hi, v = claims.verdict([-0.05, -0.06, -0.04, -0.05])
+    assert effect == pytest.approx(-0.05) and hi < 0
+    assert v == "not supported"
+
+
+def test_overlap_is_inconclusive():
+    effect, lo, hi, v = claims.verdict([0.05, -0.04, 0.03, -0.02])
+    assert lo < 0 < hi
+    assert v == "inconclusive"
+
+
+def test_too_few_pairs_is_inconclusive():
+    effect, lo, hi, v = claims.verdict([0.2])
+    assert effect == pytest.approx(0.2) and math.isnan(lo) and math.isnan(hi)
+    assert v == "inconclusive"
+    effect, lo, hi, v = claims.verdict([])
+    assert math.isnan(effect) and v == "inconclusive"
+    # NaN samples (a metric the run lacks) are dropped, not counted
+    assert claims.verdict([0.2, float("nan")])[3] == "inconclusive"
+
+
+def test_bootstrap_interval():
+    x = [0.01, 0.02, 0.03, 0.04, 0.05]
+    lo, hi = claims.bootstrap_ci(x)
+    assert 0.01 <= lo < 0.03 < hi <= 0.05
+    assert claims.bootstrap_ci(x) == (lo, hi)  # seeded: repeatable
+    assert all(math.isnan(v) for v in claims.bootstrap_ci([0.1]))
+
+
+# ---------------------------------------------------------------- the table
+
+def _row(stage, name, p, seed, t1=np.nan, t2=np.nan, t3=np.nan, tau_task=None, tau=np.nan):
+    return {"stage": stage, "name": name, "p": p, "seed": seed, "T1_acc": t1, "T2_top1": t2, "T3_bleu": t3,
+            "tau_task": tau_task, "tau": tau}
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """M1 {T1,T2,T3} beats M1 {T1} by 0.02/0.03/0.04 (seeds 0/1/2) at p = 15 and 70; M3 loses to M2
+    by 0.01 + 0.01·seed; M2 vs M3 ensembles overlap; no M1 {T2}; τ study at p = 15 and 30."""
+    rows = []
+    for p in (15, 70):
+        for seed in (0, 1, 2):
+            rows.append(_row("m1", "T1", p, seed, t1=0.60 + 0.01 * seed))
+            rows.append(_row("m1", "T1+T2+T3", p, seed, t1=0.62 + 0.02 * seed, t2=0.3, t3=0.2))
+            rows.append(_row("m2", "single", p, seed, t1=0.70, t2=0.40, t3=0.30))
+            rows.append(_row("m3", "single", p, seed, t1=0.69 - 0.01 * seed, t2=0.40, t3=0.30))
+            rows.append(_row("m2", "ensemble", p, seed, t1=0.70))
+            rows.append(_row("m3", "ensemble", p, seed, t1=0.70 + (0.01 if seed % 2 else -0.01)))
+    rows.append(_row("m1", "T1+T2+T3", 70, 3, t1=0.99))  # no partner: not a pair
+    for p in (15, 30):
+        for seed in (0, 1):
+            for tau, bonus in ((0.5, 0.0), (1.0, 0.02), (5.0, 0.05), (10.0, 0.05 + 0.01 * seed)):
+                rows.append(_row("tau", f"T1-tau{tau:g}", p, seed, t1=0.5 + bonus + (0.3 if p == 30 else 0),
+                                 tau_task="T1", tau=tau))
+    return pd.DataFrame(rows)
+
+
+def _get(table, claim, task, comparison_start, scope="pooled over p"):
+    sel = table[(table.claim == claim) & (table.task == task) & table.comparison.str.startswith(comparison_start)
+                & (table.scope == scope)]
+    assert len(sel) == 1, sel
+    return sel.iloc[0]
+
+
+def test_claims_table_known_numbers(synthetic):
+    table = claims.claims_table(synthetic)
+    assert list(table.columns) == claims.COLUMNS
+    mtl = _get(table, "MTL beats single-task", "T1", "M1 (T1+T2+T3)")
+    assert mtl.n_pairs == 6 and mtl.p == "15, 70"
+    assert mtl.effect == pytest.approx(0.03)
+    assert mtl.verdict == "supported"
+    # the paper: mean over p = 15, 70 of Table 3 row 7 minus row 1 (T1)
+    assert mtl.paper_effect == pytest.approx(((0.693 - 0.684) + (0.781 - 0.744)) / 2)
+
+    m3 = _get(table, "M3 beats M2", "T1", "M3 −")
+    assert m3.effect == pytest.approx(-0.02) and m3.verdict == "not supported"
+    assert _get(table, "M3 beats M2", "T2", "M3 −").verdict == "inconclusive"  # identical scores: CI [0, 0]
+    ens = _get(table, "M3 beats M2", "T1", "M3+ensemble")
+    assert ens.n_pairs == 6 and ens.verdict == "inconclusive"
+
+
+def test_claims_table_missing_models(synthetic):
+    table = claims.claims_table(synthetic)
+    no_t2 = _get(table, "MTL beats single-task", "T2", "M1 (T1+T2+T3)")
+    assert no_t2.n_pairs == 0 and math.isnan(no_t2.effect) and no_t2.verdict == "inconclusive"
+    assert np.isfinite(no_t2.paper_effect)  # the paper's side is there even when ours is not
+    empty = claims.claims_table(synthetic.iloc[0:0])
+    assert len(empty) == len(table) and set(empty.verdict) == {"inconclusive"}
+
+
+def test_tau_claim_at_smallest_p(synthetic):
+    table = claims.claims_table(synthetic)
+    tau = _get(table, "higher τ better at small p", "T1", "τ", scope="smallest p")
+    assert tau.p == "15" and tau.n_pairs == 2
+    # seed 0: (0.05 + 0.05)/2 - (0 + 0.02)/2 = 0.04; seed 1: (0.05 + 0.06)/2 - 0.01 = 0.045
+    assert tau.effect == pytest.approx(0.0425)
+    assert tau.verdict == "supported"
+    assert tau.paper_effect == pytest.approx((0.769 + 0.769) / 2 - (0.687 + 0.752) / 2)
+    assert _get(table, "higher τ better at small p", "T2", "τ", scope="smallest p").n_pairs == 0
+
+
+def test_per_p_rows_and_summary(synthetic):
+    table = claims.claims_table(synthetic, per_p=True)
+    one = table[(table.scope == "one p") & (table.claim == "MTL beats single-task") & (table.task == "T1")]
+    assert list(one.p) == ["15", "70"] and list(one.n_pairs) == [3, 3]
+    assert one.iloc[0].paper_effect == pytest.approx(0.693 - 0.684)
+    counts = claims.summarize(table)
+    assert counts.loc["MTL beats single-task"].sum() == 3  # pooled rows only
+    assert counts.loc["higher τ better at small p", "supported"] == 1
