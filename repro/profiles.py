@@ -65,8 +65,8 @@ PROFILES: dict[str, Profile] = {
         lr=0.05, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3,
     ),
     "quick": Profile(
-        name="quick", image_size=160, trainable=1, batch_size=64,
-        lr=0.05, max_epochs=12, patience=3,
+        name="quick", image_size=128, trainable=1, batch_size=128,
+        lr=0.05, max_epochs=8, patience=2,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

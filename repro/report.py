@@ -436,32 +436,10 @@ def table6(df: pd.DataFrame, p: int | None = None, model=None) -> pd.DataFrame:
 
 @lru_cache(maxsize=1)
 def headlines() -> pd.DataFrame:
-    """The paper's headline numbers (``quantity, value, source``), parsed line by line.
+    """The paper's headline numbers (``quantity, value, source``)."""
+    from .paper import paper_headlines
 
-    Tolerates unquoted commas inside ``quantity`` (the first row of ``paper_headlines.csv`` has
-    them, which ``pandas.read_csv`` turns into a shifted index): a row is split at the first
-    field that is a plain number.
-    """
-    import csv
-
-    path = PAPER_DIR / "paper_headlines.csv"
-    rows = []
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().splitlines()
-    for line in lines[1:]:
-        if not line.strip():
-            continue
-        fields = next(csv.reader([line]))
-        if len(fields) != 3:
-            m = re.match(r"^(.*?),\s*(-?\d+(?:\.\d+)?)\s*,(.*)$", line)
-            if not m:
-                continue
-            fields = [m.group(1), m.group(2), m.group(3)]
-        try:
-            rows.append({"quantity": fields[0].strip(), "value": float(fields[1]), "source": fields[2].strip()})
-        except ValueError:
-            continue
-    return pd.DataFrame(rows, columns=["quantity", "value", "source"])
+    return paper_headlines()
 
 
 def _headline(quantity_prefix: str) -> float:
