@@ -38,6 +38,8 @@ from repro.tables import metric_of
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
 study = temperature_study(ctx)
+if study["seed"] != seed:
+    print(f"profile {profile!r} chooses τ once per p (tau_seed={study['seed']}): showing that seed's study")
 
 # %% [markdown]
 # ## Table 4 column block for this p: test metric per τ, beside the paper
@@ -60,5 +62,6 @@ pd.DataFrame({"chosen on validation": study["best"],
 # %%
 write_json(ctx.run_results / "04_temperature.json", {
     "notebook": "04_temperature", "profile": profile, "p": p, "seed": seed, "best": study["best"],
+    "study_seed": study["seed"],
     "table4": [{"task": r["task"], "tau": r["tau"], "val": r["val"], "test": r["test (ours)"]} for r in rows],
 })

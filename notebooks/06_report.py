@@ -91,8 +91,8 @@ fig = report.plot_tau(df)
 # M2 starts from M1 {T1,T2,T3} and distils from it (or from the teacher
 # ensemble) on L_p; M3 starts from M2 and distils on unlabeled images only.
 # The M1 baseline is Table 3's last row; the M1 teacher ensemble evaluated
-# as a predictor has no counterpart in the paper (a student reproduction
-# reported it as its strongest model).
+# as a predictor has no counterpart in the paper (a student reproduction on
+# IDRiD reported it beside M1–M3, and it was their best T1 model).
 
 # %%
 report.fmt(report.table5(df))

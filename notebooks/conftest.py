@@ -14,6 +14,7 @@ _tmp = tempfile.mkdtemp(prefix="repro-nbval-")
 os.environ.setdefault("REPRO_PROFILE", "smoke")
 os.environ.setdefault("REPRO_RESULTS", os.path.join(_tmp, "results"))
 os.environ.setdefault("REPRO_RUNS", os.path.join(_tmp, "runs"))
+os.environ.setdefault("REPRO_FIGURES", os.path.join(_tmp, "figures"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

@@ -134,11 +134,21 @@ def _class_targets(targets, n: int) -> list[int] | None:
     return out
 
 
+def _check_hooks(ag, task: str, cause: BaseException | None = None) -> None:
+    """The target layer's forward and gradient hooks must each have fired exactly once."""
+    if len(ag.activations) != 1 or len(ag.gradients) != 1:
+        raise RuntimeError(
+            f"Grad-CAM hooks on the target layer fired {len(ag.activations)} (forward) and {len(ag.gradients)} "
+            f"(gradient) times for task {task!r}; expected once each (does the head's score depend on the "
+            f"target layer's output?)") from cause
+
+
 def cam_maps(model: nn.Module, images_uint8, task: str, targets=None, batch_size: int = 16,
              max_len: int = 15) -> np.ndarray:
-    """Grad-CAM maps ``[N, H, W]`` (float32, each min-max scaled to [0, 1]) of head ``task`` for uint8 images ``[N, H, W, 3]``.
+    """Grad-CAM maps ``[N, H, W]`` (float32, min-max scaled per image to [0, 1]) of head ``task``.
 
-    ``targets``: for T1/T2 a class index (int, or one per image; default: the
+    ``images_uint8`` are ``[N, H, W, 3]``, normalised here as the encoder
+    expects. ``targets``: for T1/T2 a class index (int, or one per image; default: the
     predicted class); for T3 caption ids ``[N, T]`` (tokens, EOS, PAD; default:
     the greedy caption). The model is left in the train/eval mode it had.
     """
@@ -167,12 +177,13 @@ def cam_maps(model: nn.Module, images_uint8, task: str, targets=None, batch_size
                 tg = [ClassifierOutputTarget(0)] * len(x)
             elif classes is not None:
                 tg = [ClassifierOutputTarget(c) for c in classes[s:s + batch_size]]
-            maps = cam(input_tensor=x, targets=tg)
             ag = cam.activations_and_grads
-            if len(ag.activations) != 1 or len(ag.gradients) != 1:
-                raise RuntimeError(
-                    f"Grad-CAM hooks on the target layer fired {len(ag.activations)} (forward) and "
-                    f"{len(ag.gradients)} (backward) times for task {task!r}; expected once each")
+            try:
+                maps = cam(input_tensor=x, targets=tg)
+            except (AttributeError, TypeError, IndexError) as e:  # grad-cam's own error when a hook did not fire
+                _check_hooks(ag, task, e)
+                raise
+            _check_hooks(ag, task)
             out.append(np.asarray(maps, dtype=np.float32))
     finally:
         cam.activations_and_grads.release()
@@ -265,7 +276,8 @@ def predictions(model: nn.Module, images_uint8, meta, truth: Sequence[Mapping] |
                 if t in model.tasks:
                     raw[t] += [names[t][int(c)] for c in o[t].argmax(1).cpu()]
             if "caption" in model.tasks:
-                raw["caption"] += [" ".join(vocab.decode(ids)) for ids in model.generate(x, max_len=max_len).cpu().tolist()]
+                ids = model.generate(x, max_len=max_len).cpu().tolist()
+                raw["caption"] += [" ".join(vocab.decode(row)) for row in ids]
     finally:
         model.train(was_training)
     return [{t: _judge(raw[t][i], None if truth is None else truth[i], t) for t in model.tasks}
@@ -295,12 +307,16 @@ def select_images(prepared, per_class: int = 1, seed: int = 0) -> np.ndarray:
 
 @dataclass
 class CamModels:
-    """The models a Grad-CAM figure compares, keyed by column label (``"M1 p=15"``), and what was missing."""
+    """The models a Grad-CAM figure compares, keyed by column label (``"M1 p=15"``), and what was missing.
+
+    ``results_dir`` is the profile's results folder (where ``05_gradcam.json`` goes).
+    """
 
     prepared: Any
     models: dict[str, nn.Module]
     checkpoints: dict[str, str]
     ps: list[int]
+    results_dir: Path
     missing: dict[int, list[str]] = field(default_factory=dict)
 
     @property
@@ -325,23 +341,24 @@ def load_cam_models(profile, ps: Sequence[int], seed: int = 0, data_root=None, r
     ckpts: dict[str, str] = {}
     missing: dict[int, list[str]] = {}
     shown: list[int] = []
-    prepared = None
+    prepared = out_dir = None
     for p in ps:
         ctx = make_context(profile, p=int(p), seed=seed, data_root=data_root, results_dir=results_dir)
-        prepared = ctx.prepared
+        prepared, out_dir = ctx.prepared, ctx.results_dir
         want = {f"M1 p={p}": ctx.checkpoint_path("m1", "T1+T2+T3"), f"M3 p={p}": ctx.checkpoint_path("m3", m3)}
         absent = [str(path) for path in want.values() if not path.exists()]
         if absent:
-            missing[int(p)] = absent
+            missing[int(p)] = [project_relative(a) for a in absent]
             continue
         for label, path in want.items():
             model, payload = load_checkpoint(path, map_location=ctx.device)
             if payload.get("split_hash") != prepared.split_hash or list(payload["coarse_classes"]) != list(
                     prepared.coarse_classes) or list(payload["fine_classes"]) != list(prepared.fine_classes):
+                name = getattr(profile, "name", profile)
                 raise ConfigError(f"checkpoint {path} was trained on another split or label set than profile "
-                                  f"{ctx.profile.name!r} uses now; retrain it (notebooks 01-03 for p={p})")
+                                  f"{name!r} uses now; retrain it (notebooks 01-03 for p={p})")
             models[label] = model.to(ctx.device).eval()
-            ckpts[label] = str(path)
+            ckpts[label] = project_relative(path)
         shown.append(int(p))
     if not models:
         raise MissingStageError(
@@ -350,7 +367,7 @@ def load_cam_models(profile, ps: Sequence[int], seed: int = 0, data_root=None, r
             f"01_m1_teachers, 02_m2_distill and 03_m3_unlabeled for these p first "
             f"(`python -m repro sweep --profile {profile} --notebooks 01 02 03 --p {' '.join(map(str, ps))} "
             f"--seeds {seed}`)")
-    return CamModels(prepared, models, ckpts, shown, missing)
+    return CamModels(prepared, models, ckpts, shown, out_dir, missing)
 
 
 @dataclass
@@ -429,9 +446,10 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
     Each model panel shows the fundus with the Grad-CAM of head ``task``
     (jet colour map, red = most important) and, below it, that model's T1, T2
     and T3 predictions coloured green / yellow / red (correct / partially
-    correct / incorrect, ✓ ~ ✗ for colour-blind readers). The first column
-    holds the image without overlay and its true labels; the row title names
-    the true T1 class and the image file.
+    correct / incorrect, ✓ ~ ✗ for colour-blind readers). A map that is zero
+    everywhere (no location raises the score) is not overlaid but labelled
+    "empty map". The first column holds the image without overlay and its true
+    labels; the row title names the true T1 class and the image file.
     """
     import matplotlib.pyplot as plt
 
@@ -464,8 +482,12 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
             m = c - int(show_image)
             if m >= 0:
                 cam = panels.cams[task][r, m]
-                if np.isfinite(cam).all():
+                if np.isfinite(cam).all() and cam.max() > 0:
                     ax.imshow(cam, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+                else:
+                    note = "no such head" if not np.isfinite(cam).all() else "empty map\n(no positive evidence)"
+                    ax.text(0.03, 0.97, note, transform=ax.transAxes, ha="left", va="top", color="white",
+                            fontsize=fontsize, bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "lw": 0})
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
@@ -490,6 +512,14 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
 
 
 # ---------------------------------------------------------------- output
+
+
+def project_relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the project when it lies inside it (portable result files), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def default_figures_dir() -> Path:

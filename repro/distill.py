@@ -7,6 +7,7 @@ Teacher outputs come from :mod:`repro.teachercache`: computed once per
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 
 from . import TASKS
-from .errors import ConfigError
+from .errors import ConfigError, MissingStageError
 from .experiment import SUBSETS, Context, m1_checkpoint, require_checkpoint, subset_code, subset_tasks, train_and_record
 from .losses import caption_mask, ensemble_probs, m2_loss, m3_loss
 from .runio import read_json, write_json
@@ -132,7 +133,14 @@ def resolve_taus(ctx: Context, taus: Any = "validation", tasks=TASKS) -> dict[st
 
 def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[str, Any]:
     """Paper Table 4: for each task t and τ, the single-task teacher M1{t} is distilled into a copy of
-    itself on the unlabeled set (an M3 stage, KD only). The best τ per task is chosen on validation."""
+    itself on the unlabeled set (an M3 stage, KD only). The best τ per task is chosen on validation.
+
+    The paper picks τ per (task, p). With ``profile.tau_seed = k`` the study runs only for seed k and its
+    choice serves every seed of that p (other seeds load it); with ``None`` every seed runs its own.
+    """
+    tau_seed = ctx.profile.tau_seed
+    if tau_seed is not None and ctx.seed != tau_seed:
+        return _load_study(dataclasses.replace(ctx, seed=int(tau_seed), _bank=ctx._bank))
     taus = tuple(taus or ctx.profile.taus)
     runs: dict[str, dict] = {}
     best: dict[str, float] = {}
@@ -149,13 +157,26 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
             student = m1_checkpoint(ctx, code)
             stage = kd_stage(ctx, "tau", (task,), ts, {task: float(tau)}, labeled=False)
             res = train_and_record(ctx, "tau", name, student, stage, idx,
-                                   params={"task": code, "tau": float(tau), "init": f"m1-{code}"}, progress=progress)
+                                   params={"task": code, "tau": float(tau), "init": f"m1-{code}"}, progress=progress,
+                                   max_epochs=ctx.profile.kd_max_epochs)
             runs[name] = res
             scores[float(tau)] = res["best_val_score"]
         best[task] = max(scores, key=lambda k: (scores[k], -k))
-    summary = {"best": best, "runs": {k: f"tau-{k}.json" for k in runs}}
-    write_json(ctx.run_results / "tau_selection.json", summary)
-    return {"best": best, "runs": runs}
+    write_json(ctx.run_results / "tau_selection.json",
+               {"best": best, "seed": ctx.seed, "runs": {k: f"tau-{k}.json" for k in runs}})
+    return {"best": best, "runs": runs, "seed": ctx.seed}
+
+
+def _load_study(ctx: Context) -> dict[str, Any]:
+    """The τ study of ``ctx.seed`` from its files (it must have run: notebook 04 for that seed)."""
+    sel = ctx.run_results / "tau_selection.json"
+    if not sel.exists():
+        raise MissingStageError(
+            f"the temperature study of profile={ctx.profile.name} p={ctx.p} seed={ctx.seed} (which serves every "
+            f"seed: profile setting tau_seed) is missing ({sel}); run notebooks/04_temperature.ipynb with seed={ctx.seed} first")
+    summary = read_json(sel)
+    runs = {name: read_json(ctx.run_results / fname) for name, fname in summary["runs"].items()}
+    return {"best": {t: float(v) for t, v in summary["best"].items()}, "runs": runs, "seed": ctx.seed}
 
 
 # ---------------------------------------------------------------- M2 and M3
@@ -170,7 +191,8 @@ def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     stage = kd_stage(ctx, "m2", tasks, ts, tau, labeled=True)
     name = "ensemble" if ensemble else "single"
     return train_and_record(ctx, "m2", name, m1_checkpoint(ctx, MAIN), stage, idx,
-                            params={"ensemble": ensemble, "init": f"m1-{MAIN}", "tau_source": str(taus)}, progress=progress)
+                            params={"ensemble": ensemble, "init": f"m1-{MAIN}", "tau_source": str(taus)}, progress=progress,
+                            max_epochs=ctx.profile.kd_max_epochs)
 
 
 def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True) -> dict[str, Any]:
@@ -191,7 +213,8 @@ def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     stage = kd_stage(ctx, "m3", tasks, ts, tau, labeled=False)
     return train_and_record(ctx, "m3", name, require_checkpoint(ctx, "m2", name, how), stage, idx,
                             params={"ensemble": ensemble, "init": f"m2-{name}", "tau_source": str(taus),
-                                    "unlabeled": ctx.profile.unlabeled}, progress=progress)
+                                    "unlabeled": ctx.profile.unlabeled}, progress=progress,
+                            max_epochs=ctx.profile.kd_max_epochs)
 
 
 # ---------------------------------------------------------------- the ensemble as a predictor

@@ -7,7 +7,7 @@ a run whose result JSON and checkpoint already exist is loaded, not retrained.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ def _rel(path: Path) -> str:
 
 
 def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, train_idx, params: dict,
-                     force: bool = False, progress: bool = True) -> dict[str, Any]:
+                     force: bool = False, progress: bool = True, max_epochs: int | None = None) -> dict[str, Any]:
     """Fit ``model`` with ``stage``, evaluate the best state once on test, write checkpoint and result JSON."""
     from .train import fit, predict, save_checkpoint, score_predictions
 
@@ -134,7 +134,8 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     t0 = time.perf_counter()
     bank = ctx.bank(model)
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
-    fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, ctx.profile, gen,
+    prof = replace(ctx.profile, max_epochs=max_epochs) if max_epochs else ctx.profile
+    fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
              desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress)
     max_len = ctx.profile.max_caption_len + 1
     val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
@@ -156,6 +157,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
                  "n_val": int(len(val_idx)), "n_test": int(len(test_idx))},
         "split_hash": ctx.prepared.split_hash,
         "metrics": {"val": val_metrics, "test": test_metrics},
+        "max_epochs": prof.max_epochs,
         "best_epoch": fr.best_epoch,
         "best_val_score": fr.best_val_score,
         "history": fr.history,

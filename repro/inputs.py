@@ -40,7 +40,8 @@ class InputBank:
                 model, prepared.images, views=self.views,
                 cache_key=image_cache_key(prepared, size),
             )
-            self.data = {v: torch.from_numpy(np.ascontiguousarray(feats[v])) for v in self.views}
+            # read into memory once: batches then index RAM, not the memory-mapped file
+            self.data = {v: torch.from_numpy(np.array(feats[v])) for v in self.views}
         else:
             self.data = {"uint8": torch.from_numpy(np.asarray(prepared.images))}
 

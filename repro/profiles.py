@@ -29,6 +29,8 @@ class Profile:
     max_epochs: int = 30
     patience: int = 5
     min_epochs: int = 1
+    kd_max_epochs: int | None = None     # epoch cap of the KD stages (M2, M3, τ study); None: max_epochs
+    tau_seed: int | None = None          # None: every seed runs its own τ study; k: seed k's choice serves all seeds
     decoder: str = "lstm"
     teacher_forcing: float = 0.5
     max_caption_len: int = 14
@@ -62,11 +64,11 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=96, trainable=1, max_patients=240, batch_size=32,
-        lr=0.05, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3,
+        lr=0.05, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3, kd_max_epochs=1,
     ),
     "quick": Profile(
         name="quick", image_size=128, trainable=1, batch_size=128,
-        lr=0.05, max_epochs=8, patience=2,
+        lr=0.02, max_epochs=6, patience=2, kd_max_epochs=3, tau_seed=0,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

@@ -1,0 +1,97 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · Grad-CAM: where M1 and M3 look
+#
+# Paper §4.4 and Fig. 5: Grad-CAM maps of M1{T1,T2,T3} (multi-task, no
+# distillation) beside M3 (multi-task + distillation on unlabeled images) at
+# the smallest and the largest labeled fraction p, for one test image per T1
+# class, with each model's predictions of all three tasks underneath
+# (green ✓ correct, yellow ~ partially correct, red ✗ incorrect).
+#
+# * **Layer**: the last stage of the encoder's trainable top (EfficientNet-Lite0:
+#   the conv head; ResNet: `layer4`), i.e. the last feature map before pooling.
+# * **Heads**: one head at a time through `repro.cam.HeadOutput`. T1 and T2
+#   explain the logit of the predicted class. T3 explains the log-likelihood
+#   of the model's own greedy caption (Σ_t log p(w_t | w_<t, image) up to and
+#   including EOS), so its map covers the whole generated diagnosis text, not
+#   just its first word.
+# * **Colours**: T1/T2 green when the predicted class is the true one, red
+#   otherwise; T3 by the authors' sentence BLEU against the reference caption:
+#   green if ≥ 0.5, yellow if > 0, red if 0.
+# * The paper's first column shows an ophthalmologist's lesion annotations;
+#   ODIR-5K has none, so ours shows the plain image and its true labels.
+#
+# Needs notebooks 01–03 for every p in `ps` (training seed `cam_seed`); a p
+# without checkpoints is left out with a note. The figure goes to
+# `figures/gradcam_<profile>.png` (T1 head) plus one file per other head.
+
+# %% tags=["parameters"]
+import os
+
+profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
+data_root = None
+results_dir = None
+cam_seed = 0  # the training seed whose models are shown (also draws the images)
+ps = [15, 70]  # smallest and largest labeled fraction
+figures_dir = None  # default: the project's figures/ ($REPRO_FIGURES overrides)
+
+# %%
+from pathlib import Path
+
+from repro.cam import (TASK_CODE, build_panels, default_figures_dir, gradcam_figure, load_cam_models,
+                       project_relative, save_figure, select_images, true_labels)
+from repro.runio import write_json
+
+cm = load_cam_models(profile, ps, seed=cam_seed, data_root=data_root, results_dir=results_dir)
+if cm.missing:
+    print("note:", cm.note)
+print(f"profile={profile} seed={cam_seed} shown p={cm.ps} models: {', '.join(cm.models)}")
+
+# %% [markdown]
+# ## Images: one test image per T1 class (fixed draw)
+
+# %%
+idx = select_images(cm.prepared, per_class=1, seed=cam_seed)
+truth = true_labels(cm.prepared, idx)
+panels = build_panels(cm.models, cm.prepared.images[idx], cm.prepared, truth)
+panels.table()
+
+# %% [markdown]
+# ## Fig. 5: Grad-CAM of the T1 head
+# Rows: the test images (true T1 class and file on the left); columns: the
+# plain image with its true labels, then M1 and M3 at each p.
+
+# %%
+fig_dir = Path(figures_dir) if figures_dir else default_figures_dir()
+title = f"Grad-CAM, M1 vs M3 ({profile}, seed {cam_seed})"
+fig = gradcam_figure(panels, task="coarse", title=f"{title}: T1 head")
+figures = {"T1": save_figure(fig, fig_dir / f"gradcam_{profile}.png", dpi=90)}
+
+# %% [markdown]
+# ## The same images explained through the T2 and T3 heads
+
+# %%
+for task in ("fine", "caption"):
+    code = TASK_CODE[task]
+    fig = gradcam_figure(panels, task=task, title=f"{title}: {code} head")
+    figures[code] = save_figure(fig, fig_dir / f"gradcam_{profile}_{code}.png", dpi=90)
+
+# %%
+write_json(cm.results_dir / "05_gradcam.json", {
+    "notebook": "05_gradcam", "profile": profile, "cam_seed": cam_seed, "ps_requested": list(ps),
+    "ps_shown": cm.ps, "missing": {str(k): v for k, v in cm.missing.items()},
+    "target_layer": "last stage of the encoder's trainable top",
+    "explained": {"T1": "logit of the predicted class", "T2": "logit of the predicted class",
+                  "T3": "log-likelihood of the greedy caption"},
+    "images": truth, "models": cm.checkpoints, "figures": {k: project_relative(v) for k, v in figures.items()},
+    "predictions": panels.table().to_dict(orient="records"),
+})
