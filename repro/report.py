@@ -688,16 +688,7 @@ def plot_metric_vs_p(df: pd.DataFrame, models=("M1 (T1+T2+T3)", "M2", "M3", "M3+
         for i, label in enumerate(models):
             if label not in t5.index.get_level_values(0):
                 continue
-            rows = t5.loc[label]
-            col = colors[i % len(colors)]
-            ours = rows[rows[(tt, "n")] > 0]
-            if len(ours):
-                ax.errorbar(ours.index, ours[(tt, "mean")], yerr=ours[(tt, "std")].fillna(0), marker="o", ms=4,
-                            capsize=3, color=col, label=f"{label} (ours)")
-                drawn = True
-            paper = rows[(tt, "paper")].dropna()
-            if len(paper):
-                ax.plot(paper.index, paper, ls="--", marker=".", color=col, alpha=0.7, label=f"{label} (paper)")
+            drawn |= _ours_vs_paper(ax, t5.loc[label], tt, colors[i % len(colors)], label)
         if not drawn:
             _empty(ax, "no results of ours yet")
         ax.set(title=f"{tt}: {METRIC_NAME[tt]}", xlabel="labeled fraction p (%)", xticks=list(P_VALUES))
@@ -714,6 +705,18 @@ def plot_metric_vs_p(df: pd.DataFrame, models=("M1 (T1+T2+T3)", "M2", "M3", "M3+
     return fig
 
 
+def _ours_vs_paper(ax, rows: pd.DataFrame, tt: str, color, label: str) -> bool:
+    """Our mean ± std over seeds (solid, error bars) and the paper's values (dashed) of task ``tt``."""
+    ours = rows[rows[(tt, "n")] > 0]
+    if len(ours):
+        ax.errorbar(ours.index, ours[(tt, "mean")], yerr=ours[(tt, "std")].fillna(0), marker="o", ms=4,
+                    capsize=3, color=color, label=f"{label} (ours)")
+    paper = rows[(tt, "paper")].dropna()
+    if len(paper):
+        ax.plot(paper.index, paper, ls="--", marker=".", color=color, alpha=0.7, label=f"{label} (paper)")
+    return bool(len(ours))
+
+
 def plot_tau(df: pd.DataFrame):
     """Paper Table 4 as curves: test score vs τ per task at the smallest and largest p with τ runs."""
     import matplotlib.pyplot as plt
@@ -725,16 +728,7 @@ def plot_tau(df: pd.DataFrame):
     for ax, tt in zip(axes, TASK_CODES):
         drawn = False
         for i, p in enumerate(ps):
-            rows = t4.xs(p, level="p")
-            col = f"C{i}"
-            ours = rows[rows[(tt, "n")] > 0]
-            if len(ours):
-                ax.errorbar(ours.index, ours[(tt, "mean")], yerr=ours[(tt, "std")].fillna(0), marker="o", ms=4,
-                            capsize=3, color=col, label=f"p={p} (ours)")
-                drawn = True
-            paper = rows[(tt, "paper")].dropna()
-            if len(paper):
-                ax.plot(paper.index, paper, ls="--", marker=".", color=col, alpha=0.7, label=f"p={p} (paper)")
+            drawn |= _ours_vs_paper(ax, t4.xs(p, level="p"), tt, f"C{i}", f"p={p}")
         if not drawn:
             _empty(ax, "no τ-study results yet")
         ax.set_xscale("log")
