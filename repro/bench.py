@@ -26,14 +26,15 @@ def _ceiling(ctx, bank, steps: int) -> float:
     import torch
 
     from .losses import m1_loss
-    from .train import label_tensors
+    from .train import label_tensors, trim_captions
 
     prof = ctx.profile
     model = ctx.new_model(("coarse", "fine", "caption"))
-    model.teacher_forcing = 1.0
     idx = torch.as_tensor(ctx.indices("train", p=70)[: prof.batch_size])
     x = bank.batch(idx).clone()
-    labels = {k: v[idx].to(ctx.device) for k, v in label_tensors(ctx.prepared).items()}
+    labels = {k: v[idx] for k, v in label_tensors(ctx.prepared).items()}
+    # the same decoder length as the training loop (trim_captions), and the same teacher forcing as M1
+    labels = {k: v.to(ctx.device) for k, v in trim_captions({**labels, "prefix": labels["caption"]}).items()}
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=prof.lr, momentum=0.9, nesterov=True)
     model.train()
 
