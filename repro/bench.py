@@ -68,7 +68,7 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
 
     from .distill import build_teachers, kd_stage, _true_prefix
     from .experiment import SUBSETS, make_context, subset_tasks
-    from .train import supervised_stage
+    from .train import save_checkpoint, supervised_stage
 
     ctx = make_context(profile, p=70, seed=0, data_root=data_root)
     t0 = time.perf_counter()
@@ -83,8 +83,6 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
     tmp = ctx.run_artifacts / "bench"
     tmp.mkdir(parents=True, exist_ok=True)
     for s in SUBSETS:
-        from .train import save_checkpoint
-
         m = ctx.new_model(subset_tasks(s))
         members[s] = (m, save_checkpoint(tmp / f"teacher-{s}.pt", m, ctx.prepared))
     t0 = time.perf_counter()

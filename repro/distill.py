@@ -19,7 +19,7 @@ from .errors import ConfigError, MissingStageError
 from .experiment import SUBSETS, Context, m1_checkpoint, require_checkpoint, subset_code, subset_tasks, train_and_record
 from .losses import caption_mask, ensemble_probs, m2_loss, m3_loss
 from .runio import read_json, write_json
-from .teachercache import cached_outputs, file_hash, greedy_prefix
+from .teachercache import cached_greedy_prefix, cached_outputs
 from .train import Stage, label_tensors, score_predictions
 
 # per-task temperatures (T1, T2, T3) of the authors' code, by training fraction p
@@ -97,18 +97,8 @@ def _true_prefix(ctx: Context, idx: np.ndarray) -> np.ndarray:
 
 def _greedy_prefix(ctx: Context, model, ckpt, idx: np.ndarray) -> tuple[np.ndarray, str]:
     """The main teacher's greedy captions of ``idx`` (cached beside the teacher outputs)."""
-    tag = f"greedy{file_hash(ckpt)}"
-    path = ctx.run_artifacts / "teacher_cache" / f"prefix-{tag}-{len(idx)}.npy"
-    if path.exists():
-        arr = np.load(path)
-        if arr.shape[1] == len(idx):
-            return arr, tag
-    arr = greedy_prefix(model, ctx.bank(), idx, max_len=ctx.profile.max_caption_len + 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
-    return arr, tag
+    return cached_greedy_prefix(ctx.run_artifacts / "teacher_cache", ckpt, model, ctx.bank(), idx,
+                                max_len=ctx.profile.max_caption_len + 1)
 
 
 def m1_members(ctx: Context, subsets=SUBSETS) -> dict[str, tuple]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -51,9 +50,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     from .inputs import InputBank
     from .metrics import caption_metrics, coarse_metrics, fine_metrics
     from .runtime import resolve_device
-    from .text import tokenize
+    from .text import Vocab, tokenize
     from .train import load_checkpoint, predict
-    from .text import Vocab
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
@@ -61,6 +59,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     model = model.to(dev)
     prof = payload.get("extra", {}).get("profile", {})
     size = int(prof.get("image_size", 224))
+    max_tokens = int(prof.get("max_caption_len", 14))
     ds = load_dataset(data_root, taxonomy=prof.get("taxonomy", "paper5"), skip_bad_images=skip_bad_images)
     manifest = ds.manifest
     if split != "all":
@@ -82,7 +81,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     counts["caption_unknown_words"] = int(sum(1 for t in tokens for w in t if w not in vocab))
     bank = InputBank.from_images(images, model.encoder_spec, device=dev)
     idx = np.arange(len(m))
-    preds = predict(model, bank, idx, batch_size=batch_size, max_len=15)
+    preds = predict(model, bank, idx, batch_size=batch_size, max_len=max_tokens + 1)
     groups = m["coarse"].astype(str).to_numpy()
     metrics: dict[str, Any] = {}
     if "coarse" in preds:
@@ -95,7 +94,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
         if ok.any():
             metrics["fine"] = fine_metrics(m["fine_idx"].to_numpy()[ok], preds["fine"][ok], groups=groups[ok])
     if "caption" in preds:
-        refs = [[w if w in vocab else "<unk>" for w in t][:14] for t in tokens]
+        refs = [[w if w in vocab else "<unk>" for w in t][:max_tokens] for t in tokens]
         hyps = [vocab.decode(list(h)) for h in preds["caption"]]
         metrics["caption"] = caption_metrics(refs, hyps, groups=groups)
     result = {

@@ -33,7 +33,7 @@ import pandas as pd
 
 from . import P_VALUES
 from .claims import METRIC_COL, METRIC_NAME, MODELS, TASK_CODES, claims_table
-from .paper import PAPER_DIR, paper_confusion, paper_value
+from .paper import paper_confusion, paper_value
 from .paths import PROJECT_ROOT, results_dir as default_results_dir
 from .runio import atomic_write_text, read_json
 from .tables import metric_of

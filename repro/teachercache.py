@@ -87,8 +87,26 @@ def cached_outputs(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarray, pr
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     out = compute_outputs(model, bank, idx, prefix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **out)
-    tmp.replace(path)
+    _save_atomic(path, lambda f: np.savez(f, **out))
     return out
+
+
+def cached_greedy_prefix(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarray,
+                         max_len: int) -> tuple[np.ndarray, str]:
+    """Load or compute (and store) the greedy captions of the teacher in ``ckpt``; returns them and their tag."""
+    tag = f"greedy{file_hash(ckpt)}"
+    path = Path(cache_dir) / f"prefix-{tag}-{array_hash(idx)}-{'_'.join(bank.views)}.npy"
+    if path.exists():
+        return np.load(path), tag
+    arr = greedy_prefix(model, bank, idx, max_len=max_len)
+    _save_atomic(path, lambda f: np.save(f, arr))
+    return arr, tag
+
+
+def _save_atomic(path: Path, save) -> None:
+    """``save(file_object)`` into a temp file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        save(f)
+    tmp.replace(path)

@@ -116,22 +116,22 @@ def score_predictions(prepared, idx: np.ndarray, preds: dict[str, np.ndarray], d
                 for i in range(min(8, len(refs)))
             ]
     if detail and {"coarse", "fine", "caption"} <= set(preds):
-        res["error_analysis"] = error_analysis(prepared, idx, preds)
+        res["error_analysis"] = error_analysis(m, preds, refs, hyps)
     return res
 
 
-def error_analysis(prepared, idx, preds) -> dict[str, int]:
-    """The supplement's §3 counts: agreement and disagreement between the three tasks' outcomes."""
+def error_analysis(m, preds, refs, hyps) -> dict[str, int]:
+    """The supplement's §3 counts: agreement and disagreement between the three tasks' outcomes.
+
+    ``m`` holds the manifest rows of the images scored; ``refs``/``hyps`` their decoded captions.
+    """
     from .metrics import bleu_paper_scores
 
-    m = prepared.manifest.iloc[idx]
     coarse_ok = preds["coarse"].argmax(1) == m["coarse_idx"].to_numpy()
     fine_ok = preds["fine"].argmax(1) == m["fine_idx"].to_numpy()
-    vocab = prepared.vocab
-    refs = [vocab.decode(list(r)) for r in np.asarray(prepared.captions)[idx]]
-    bleu = np.array(bleu_paper_scores(refs, [vocab.decode(list(h)) for h in preds["caption"]]))
+    bleu = np.array(bleu_paper_scores(refs, hyps))
     return {
-        "test_samples": int(len(idx)),
+        "test_samples": int(len(m)),
         "coarse_correct_bleu_lt_0.2": int(np.sum(coarse_ok & (bleu < 0.2))),
         "coarse_wrong_bleu_gt_0.5": int(np.sum(~coarse_ok & (bleu > 0.5))),
         "fine_correct_coarse_wrong": int(np.sum(fine_ok & ~coarse_ok)),

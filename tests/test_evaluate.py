@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pandas as pd
-import pytest
 
 from repro.cli import main
 from repro.evaluate import evaluate_checkpoint
