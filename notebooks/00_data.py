@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -43,11 +48,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from repro import P_VALUES
-from repro.data import caption_lengths, data_summary, ngrams_by_class, prepare_data
+from repro.names import P_VALUES
+from repro.data.prepare import caption_lengths, data_summary, ngrams_by_class, prepare_data
 from repro.paths import results_dir as default_results_dir
-from repro.runio import write_json
-from repro.splits import split_hash
+from repro.io import write_json
+from repro.data.splits import split_hash
 
 prepared = prepare_data(data_root=data_root, profile=profile)
 summary = data_summary(prepared)

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -29,10 +34,12 @@ results_dir = None
 force = False
 
 # %%
-from repro.experiment import SUBSETS, make_context, run_m1_all
-from repro.plots import learning_curves
-from repro.runio import write_json
-from repro.tables import compare_rows
+from repro.experiments.context import make_context
+from repro.experiments.m1 import run_m1_all
+from repro.names import SUBSETS
+from repro.report.plots import learning_curves
+from repro.io import write_json
+from repro.report.tables import compare_rows
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
 print(f"profile={ctx.profile.name} p={p} seed={seed} device={ctx.device} "

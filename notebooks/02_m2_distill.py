@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,11 +36,13 @@ results_dir = None
 taus = "validation"
 
 # %%
-from repro.distill import evaluate_ensemble, resolve_taus, run_m2
-from repro.experiment import make_context
-from repro.plots import learning_curves
-from repro.runio import write_json
-from repro.tables import compare_rows
+from repro.experiments.ensemble import evaluate_ensemble
+from repro.experiments.m2m3 import run_m2
+from repro.experiments.tau import resolve_taus
+from repro.experiments.context import make_context
+from repro.report.plots import learning_curves
+from repro.io import write_json
+from repro.report.tables import compare_rows
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
 tau = resolve_taus(ctx, taus)

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,11 +35,11 @@ results_dir = None
 # %%
 import pandas as pd
 
-from repro.distill import AUTHORS_TAUS, temperature_study
-from repro.experiment import make_context
-from repro.paper import paper_value
-from repro.runio import write_json
-from repro.tables import metric_of
+from repro.experiments.tau import AUTHORS_TAUS, temperature_study
+from repro.experiments.context import make_context
+from repro.report.paper import paper_value
+from repro.io import write_json
+from repro.report.results import metric_of
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
 study = temperature_study(ctx)

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -47,9 +52,10 @@ figures_dir = None  # default: the project's figures/ ($REPRO_FIGURES overrides)
 # %%
 from pathlib import Path
 
-from repro.cam import (TASK_CODE, build_panels, default_figures_dir, gradcam_figure, load_cam_models,
-                       project_relative, save_figure, select_images, true_labels)
-from repro.runio import write_json
+from repro.analysis.cam_figures import build_panels, default_figures_dir, gradcam_figure, load_cam_models, save_figure, select_images, true_labels
+from repro.names import CODE_OF
+from repro.paths import project_relative
+from repro.io import write_json
 
 cm = load_cam_models(profile, ps, seed=cam_seed, data_root=data_root, results_dir=results_dir)
 if cm.missing:
@@ -81,7 +87,7 @@ figures = {"T1": save_figure(fig, fig_dir / f"gradcam_{profile}.png", dpi=90)}
 
 # %%
 for task in ("fine", "caption"):
-    code = TASK_CODE[task]
+    code = CODE_OF[task]
     fig = gradcam_figure(panels, task=task, title=f"{title}: {code} head")
     figures[code] = save_figure(fig, fig_dir / f"gradcam_{profile}_{code}.png", dpi=90)
 

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -39,8 +44,9 @@ results_dir = None
 # %%
 from IPython.display import Markdown, display
 
-from repro import claims, report
-from repro.runio import write_json
+from repro import report
+from repro.report import claims
+from repro.io import write_json
 
 report.setup_plots()
 folder = report.results_folder(profile, results_dir=results_dir)

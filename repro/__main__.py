@@ -1,3 +1,6 @@
-from .cli import main
+"""TODO docstring (from __main__)."""
+
+from repro.cli import main
+
 
 raise SystemExit(main())

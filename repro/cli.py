@@ -1,19 +1,299 @@
-"""Command line: ``python -m repro <command>`` (DESIGN.md §6).
+"""Command line: ``python -m repro <command>``, every sub-command in one place (docs/design.md §6).
 
-Each module that owns a command registers it through ``add_cli(subparsers)``;
-this file only assembles them and turns user errors into one clear line.
+``data``, ``sweep``/``run-notebook``, ``train``, ``evaluate``, ``bench`` and ``report``.
+Each ``add_<command>(subparsers)`` declares the flags; each ``cmd_<command>(args)``
+imports what it runs only when it runs (``--help`` stays fast). :func:`main` turns
+user errors (:class:`repro.errors.ReproError`) into one clear line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
+import signal
 import sys
+from pathlib import Path
+from typing import Any
 
-from .errors import ReproError
+from repro.errors import ConfigError, ReproError
+from repro.names import P_VALUES, SUBSETS
+from repro.paths import project_relative
+from repro.sweep.kernel import DEFAULT_KERNEL
+from repro.sweep.plan import DEFAULT_SEEDS
 
-# modules that register sub-commands, in the order they appear in --help
-COMMAND_MODULES = ("datacli", "study", "runcli", "evaluate", "bench", "report")
+
+# ---------------------------------------------------------------- data
+
+def _print_summary(s: dict) -> None:
+    print(f"data root      {s.get('data_root', '')}")
+    print(f"images kept    {s['images_kept']}   excluded {s['images_excluded']}   patients {s['patients']}")
+    for reason, n in s.get("excluded_by_reason", {}).items():
+        print(f"  excluded: {reason}: {n}")
+    print(f"split file     {s['split_file']}  (sha256 {s.get('split_hash', '')})")
+    for name, c in s["splits"].items():
+        print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")
+    for p, c in s.get("per_p", {}).items():
+        print(f"  L{p:<4} {c['images']:>5} images  {c['patients']:>5} patients")
+    classes = sorted({k for counts in s["coarse_counts"].values() for k in counts})
+    print("T1 counts      " + "  ".join(f"{c:>9}" for c in classes))
+    for split, counts in s["coarse_counts"].items():
+        print(f"  {split:<12} " + "  ".join(f"{counts.get(c, 0):>9}" for c in classes))
+    print(f"T2 classes     {s.get('fine_classes')}   vocabulary {s.get('vocab_size')}   "
+          f"mean caption length {s.get('mean_caption_len', float('nan')):.2f} tokens")
+
+
+def cmd_data(args) -> int:
+    from repro.data.prepare import data_summary, prepare_data
+
+    prepared = prepare_data(
+        data_root=args.data_root, profile=args.profile,
+        skip_bad_images=args.skip_bad_images, with_images=not args.no_images,
+    )
+    if args.summary or args.json:
+        summary = data_summary(prepared)
+        if args.json:
+            print(json.dumps(summary, default=str))
+        else:
+            _print_summary(summary)
+    return 0
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="prepare ODIR-5K (or a manifest CSV folder): labels, split file, image cache")
+    p.add_argument("--data-root", default=None, help="data folder (default: $REPRO_DATA, data/odir5k, ../shared/data/odir5k)")
+    p.add_argument("--profile", default="quick", help="smoke | quick | paper (decides image size and subsampling)")
+    p.add_argument("--summary", action="store_true", help="print split and class counts")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and list them instead of failing")
+    p.add_argument("--no-images", action="store_true", help="labels and split only; do not build the image cache")
+    p.set_defaults(func=cmd_data)
+
+
+# ---------------------------------------------------------------- sweep, run-notebook
+
+def _common_args(sp: Any) -> None:
+    sp.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper (default: quick)")
+    sp.add_argument("--force", action="store_true", help="rerun runs whose result JSON already exists")
+    sp.add_argument("--data-root", default=None, help="ODIR-5K folder passed to notebooks that take data_root")
+    sp.add_argument("--results-root", default=None,
+                    help="results root; a profile's results go to <root>/<profile> (default: results/)")
+    sp.add_argument("--notebooks-dir", default=None, help="folder of the numbered notebooks (default: notebooks/)")
+    sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra notebook parameter (JSON or Python literal), for the notebooks that declare it; repeatable")
+    sp.add_argument("--kernel", default=None,
+                    help=f"Jupyter kernel (default: {DEFAULT_KERNEL}); it must run this Python environment")
+    sp.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+
+
+def _print_plan(runs: list, force: bool) -> None:
+    for r in runs:
+        state = "exists" if r.result.exists() and not force else "to run"
+        print(f"{r.name:32s} {state:7s} -> {project_relative(r.result)}")
+
+
+def _cmd_sweep(args: Any) -> int:
+    from repro.sweep.plan import parse_param, plan_sweep
+
+    runs = plan_sweep(args.notebooks, args.profile, args.p, args.seeds, args.results_root, args.data_root,
+                      dict(parse_param(x) for x in args.param), notebooks_dir=args.notebooks_dir)
+    return _execute_cli(args, runs, "sweep")
+
+
+def _cmd_run_notebook(args: Any) -> int:
+    from repro.sweep.plan import notebook_parameters, parse_param, plan_sweep, resolve_notebook
+
+    path = resolve_notebook(args.notebook, args.notebooks_dir)
+    if args.p is None and "p" in notebook_parameters(path):
+        raise ConfigError(f"{path.stem} runs per training fraction: give --p (one of {list(P_VALUES)})")
+    ps = [args.p] if args.p is not None else []
+    runs = plan_sweep([path], args.profile, ps, [args.seed], args.results_root, args.data_root,
+                      dict(parse_param(x) for x in args.param))
+    if len(runs) != 1:
+        raise ConfigError(f"run-notebook runs one notebook for one p and seed; got {len(runs)} runs")
+    return _execute_cli(args, runs, "run-notebook")
+
+
+def _execute_cli(args: Any, runs: list, command: str) -> int:
+    from repro.sweep.lock import SweepInterrupted
+    from repro.sweep.run import run_sweep
+
+    if args.dry_run:
+        _print_plan(runs, args.force)
+        return 0
+    try:
+        report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
+                           kernel_name=args.kernel, command=command)
+    except SweepInterrupted as exc:
+        print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
+    return report.exit_code
+
+
+def add_sweep(subparsers: Any) -> None:
+    """Register ``sweep`` and ``run-notebook`` (``handler(args) -> exit code``)."""
+    sp = subparsers.add_parser(
+        "sweep", help="run notebooks with papermill over p and seeds (resumable)",
+        description="Run numbered notebooks with papermill, one run per (p, seed) for notebooks that take them. "
+                    "A run whose result JSON exists is skipped, so an interrupted sweep resumes where it stopped. "
+                    "Exit code 1 if any run failed.")
+    sp.add_argument("--notebooks", nargs="+", default=None, metavar="NB",
+                    help="numbers, stems or paths (default: every numbered notebook), e.g. 00 01 02")
+    sp.add_argument("--p", nargs="+", type=int, default=list(P_VALUES), metavar="P",
+                    help=f"labeled fractions in %% (default: {' '.join(map(str, P_VALUES))})")
+    sp.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="SEED",
+                    help=f"seeds (default: {' '.join(map(str, DEFAULT_SEEDS))})")
+    sp.add_argument("--stop-on-error", action="store_true", help="stop at the first failed run")
+    _common_args(sp)
+    sp.set_defaults(func=_cmd_sweep)
+
+    rp = subparsers.add_parser(
+        "run-notebook", help="run one notebook for one p and seed with papermill",
+        description="Run one notebook with papermill for one (p, seed); skipped if its result JSON exists "
+                    "unless --force. The executed notebook goes to <results>/<profile>/executed/.")
+    rp.add_argument("notebook", help="number, stem or path, e.g. 02 or 02_m2_distill")
+    rp.add_argument("--p", type=int, default=None, help="labeled fraction in %% (notebooks that take p)")
+    rp.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    _common_args(rp)
+    rp.set_defaults(func=_cmd_run_notebook)
+
+
+# ---------------------------------------------------------------- train
+
+def cmd_train(args) -> int:
+    from repro.experiments.ensemble import evaluate_ensemble
+    from repro.experiments.m2m3 import run_m2, run_m3
+    from repro.experiments.tau import temperature_study
+    from repro.experiments.context import make_context
+    from repro.experiments.m1 import run_m1
+    from repro.report.results import metric_of
+
+    ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root, results_dir=args.results_dir)
+    taus = float(args.taus) if args.taus.replace(".", "", 1).isdigit() else args.taus
+    results = {}
+    if args.stage == "m1":
+        for s in args.subsets or SUBSETS:
+            results[f"m1-{s}"] = run_m1(ctx, s, force=args.force)
+    elif args.stage == "tau":
+        results.update({f"tau-{k}": v for k, v in temperature_study(ctx)["runs"].items()})
+    elif args.stage == "ensemble":
+        results["ensemble-m1"] = evaluate_ensemble(ctx)
+    else:
+        run = run_m2 if args.stage == "m2" else run_m3
+        for ens in (False, True):
+            results[f"{args.stage}-{'ensemble' if ens else 'single'}"] = run(ctx, ensemble=ens, taus=taus)
+    print(f"{'run':<22} {'T1 acc':>8} {'T2 top1':>8} {'T3 bleu':>8}")
+    for name, res in results.items():
+        vals = [metric_of(res, t) for t in ("T1", "T2", "T3")]
+        print(f"{name:<22} " + " ".join(f"{v:8.3f}" for v in vals))
+    print(f"results in {ctx.run_results}")
+    return 0
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one stage (m1 teachers, tau study, m2, m3) for one profile, p and seed")
+    p.add_argument("--stage", choices=("m1", "tau", "ensemble", "m2", "m3"), default="m1")
+    p.add_argument("--subsets", nargs="*", help="M1 task subsets, e.g. T1 T1+T3 (default: all seven)")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--p", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--taus", default="validation", help="validation | authors | a number")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--force", action="store_true", help="retrain even if the result exists")
+    p.set_defaults(func=cmd_train)
+
+
+# ---------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args) -> int:
+    from repro.analysis.evaluate import evaluate_checkpoint
+
+    r = evaluate_checkpoint(args.checkpoint, args.data_root, split=args.split, out=args.out,
+                            skip_bad_images=args.skip_bad_images, device=args.device)
+    c = r["counts"]
+    print(f"{r['dataset']} ({r['layout']}), split {r['split']}: {c['images']} images; "
+          f"unknown T1 {c['unknown_coarse']}, T2 folded {c['fine_folded_to_other']}, unknown T2 {c['unknown_fine']}, "
+          f"unknown words {c['caption_unknown_words']}/{c['caption_words']}")
+    mt = r["metrics"]
+    if "coarse" in mt:
+        print(f"T1  accuracy {mt['coarse']['accuracy']:.3f}  balanced {mt['coarse']['balanced_accuracy']:.3f}  "
+              f"macro-F1 {mt['coarse']['macro_f1']:.3f}")
+    if "fine" in mt:
+        print(f"T2  top-1 {mt['fine']['top1']:.3f}  top-5 {mt['fine']['top5']:.3f}")
+    if "caption" in mt:
+        print(f"T3  bleu_paper {mt['caption']['bleu_paper']:.3f}  bleu4 {mt['caption']['bleu4']:.3f}  "
+              f"exact {mt['caption']['exact_match']:.3f}")
+    print(f"written to {r['out']}")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a data folder (ODIR layout or manifest.csv)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                   help="all images of the folder (default) or one split of the study's split file")
+    p.add_argument("--out", default=None, help="result JSON (default: beside the checkpoint)")
+    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_evaluate)
+
+
+# ---------------------------------------------------------------- bench
+
+def cmd_bench(args) -> int:
+    from repro.analysis.bench import run_bench
+
+    r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs)
+    for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
+        print(f"{k:<32} {r[k]}")
+    for k in ("ceiling_img_s", "m1_img_s", "m1_ratio", "m2_ensemble_img_s", "m2_ensemble_step_ratio",
+              "input_bank_build_s", "teacher_cache_build_s_7_teachers"):
+        print(f"{k:<32} {r[k]:.3f}")
+    print(f"written to results/bench/{r['device']}.json")
+    return 0
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="training throughput: bare ceiling vs end-to-end M1 and M2-ensemble steps")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling")
+    p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end")
+    p.set_defaults(func=cmd_bench)
+
+
+# ---------------------------------------------------------------- report
+
+def cmd_report(args) -> int:
+    from repro.report.export import export_report
+
+    written = export_report(args.profile, results_root=args.results_root, out_dir=args.out_dir,
+                            figures_dir=args.figures_dir, run_notebook=not args.no_notebook)
+    for key in ("html", "notebook", "headline"):
+        if key in written:
+            print(f"{key:<9} {written[key]}")
+    print(f"tables    {len(written['tables'])} in {Path(written['tables'][0]).parent}")
+    print(f"figures   {len(written['figures'])} in {Path(written['figures'][0]).parent}")
+    print()
+    print(Path(written["headline"]).read_text(encoding="utf-8"))
+    return 0
+
+
+def add_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="build the report: HTML (notebook 06), LaTeX tables, figures, claims")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--results-root", default=None, help="folder holding <profile>/ (default: results)")
+    p.add_argument("--out-dir", default=None, help="default: <results-root>/<profile>/report")
+    p.add_argument("--figures-dir", default=None, help="default: figures/")
+    p.add_argument("--no-notebook", action="store_true", help="only tables, figures and the headline (no HTML)")
+    p.set_defaults(func=cmd_report)
+
+
+# ---------------------------------------------------------------- assembly
+
+# in the order they appear in --help
+COMMANDS = (add_data, add_sweep, add_train, add_evaluate, add_bench, add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,14 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Multi-task knowledge distillation for eye disease prediction: a reproducible study on ODIR-5K.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"repro.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"repro.{name}":
-                continue
-            raise
-        mod.add_cli(sub)
+    for add in COMMANDS:
+        add(sub)
     return parser
 
 

@@ -5,6 +5,7 @@ that a user never has to read a stack trace from deep inside torch.
 """
 
 
+
 class ReproError(Exception):
     """Base class: a problem the user can fix (bad input, missing stage)."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from repro.errors import DataError
 
-from .errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 ODIR_HELP = (
     "ODIR-5K is not where the code looked. Get it from Kaggle "
@@ -75,3 +76,19 @@ def cache_dir(root: Path | None = None) -> Path:
 def split_dir() -> Path:
     """Committed split files: ``results/splits`` (every run and reader uses the same file)."""
     return PROJECT_ROOT / "results" / "splits"
+
+
+def project_relative(path: str | os.PathLike | None, siblings: bool = False) -> str | None:
+    """``path`` relative to the project when it lies inside it, so that result files stay portable.
+
+    Outside the project it is returned as given, or with ``siblings=True`` as a relative path
+    (``../shared/data/odir5k`` for a folder beside the project). ``None`` stays ``None``.
+    """
+    if path is None:
+        return None
+    try:
+        if siblings:
+            return os.path.relpath(Path(path).resolve(), PROJECT_ROOT)
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:  # outside the project (or, with siblings, another drive on Windows)
+        return str(path)

@@ -40,7 +40,7 @@ def odir_root() -> Path:
 @pytest.fixture(scope="session")
 def odir_dataset(odir_root):
     """The real data set, loaded once per session (manifest of 5,503 images)."""
-    from repro.datasets import load_dataset
+    from repro.data.sources import load_dataset
 
     return load_dataset(odir_root)
 
@@ -65,7 +65,7 @@ def tiny_odir(odir_root, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def smoke_ctx(odir_root, tmp_path_factory):
     """A ``(smoke, p=15, seed=0)`` experiment on the real data, results and checkpoints in temp folders."""
-    from repro.experiment import make_context
+    from repro.experiments.context import make_context
 
     base = tmp_path_factory.mktemp("smoke")
     return make_context("smoke", p=15, seed=0, data_root=odir_root, results_dir=base / "results",
@@ -75,6 +75,6 @@ def smoke_ctx(odir_root, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_teachers(smoke_ctx):
     """The seven M1 teachers of ``smoke_ctx``, trained once per session."""
-    from repro.experiment import run_m1_all
+    from repro.experiments.m1 import run_m1_all
 
     return run_m1_all(smoke_ctx, progress=False)

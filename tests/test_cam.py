@@ -15,11 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from repro import cam
-from repro.encoders import TFLITE_MEAN, TFLITE_STD, EncoderSpec, preprocess
-from repro.errors import ConfigError, MissingStageError
-from repro.models import EOS, PAD, MTLNet
-from repro.text import Vocab
+from repro.analysis import cam, cam_figures
+from repro.models.encoders import EncoderSpec, TFLITE_MEAN, TFLITE_STD, preprocess
+from repro.errors import MissingStageError
+from repro.errors import ConfigError
+from repro.models.mtlnet import MTLNet
+from repro.names import EOS, PAD
+from repro.data.captions import Vocab
 
 NUM_CLASSES = {"coarse": 5, "fine": 7}
 VOCAB = 20
@@ -186,7 +188,7 @@ def test_prediction_colours_on_a_constructed_example():
     truth = [{"coarse": "dr", "fine": "mild npdr", "caption": "mild nonproliferative retinopathy"},
              {"coarse": "dr", "fine": "mild npdr", "caption": "mild nonproliferative retinopathy"},
              {"coarse": "glaucoma", "fine": "glaucoma", "caption": "normal fundus"}]
-    res = cam.predictions(model, synthetic_fundus(3, 16), meta, truth)
+    res = cam_figures.predictions(model, synthetic_fundus(3, 16), meta, truth)
     colors = [[r[t]["color"] for t in ("coarse", "fine", "caption")] for r in res]
     assert colors == [["green", "green", "green"], ["red", "red", "yellow"], ["green", "red", "red"]]
     assert res[0]["caption"]["bleu"] == pytest.approx(1.0) and res[0]["caption"]["correct"] is True
@@ -194,7 +196,7 @@ def test_prediction_colours_on_a_constructed_example():
     assert res[2]["caption"]["bleu"] == 0.0 and res[2]["caption"]["correct"] is False
     assert res[1]["coarse"] == {"pred": "normal", "true": "dr", "correct": False, "color": "red"}
     assert res[2]["fine"]["pred"] == "normal fundus"
-    no_truth = cam.predictions(model, synthetic_fundus(3, 16), meta)
+    no_truth = cam_figures.predictions(model, synthetic_fundus(3, 16), meta)
     assert no_truth[0]["caption"]["pred"] == "mild nonproliferative retinopathy"
     assert no_truth[0]["coarse"]["color"] is None
 
@@ -202,14 +204,14 @@ def test_prediction_colours_on_a_constructed_example():
 @pytest.mark.parametrize("bleu,color", [(1.0, "green"), (0.5, "green"), (0.49, "yellow"), (1e-9, "yellow"),
                                         (0.0, "red")])
 def test_caption_color_thresholds(bleu, color):
-    assert cam.caption_color(bleu) == color
+    assert cam_figures.caption_color(bleu) == color
 
 
 def test_predictions_of_a_real_model_with_prepared_like_meta(model, images):
     meta = SimpleNamespace(coarse_classes=[f"c{i}" for i in range(5)], fine_classes=[f"f{i}" for i in range(7)],
                            vocab=Vocab(["<pad>", "<sos>", "<eos>", "<unk>"] + [f"w{i}" for i in range(16)]),
                            max_caption_len=6)
-    res = cam.predictions(model, images, meta)
+    res = cam_figures.predictions(model, images, meta)
     assert len(res) == 3 and all(set(r) == {"coarse", "fine", "caption"} for r in res)
     assert all(r["coarse"]["pred"] in meta.coarse_classes and len(r["caption"]["pred"].split()) <= 7 for r in res)
 
@@ -232,17 +234,17 @@ def fake_prepared(seed=0):
 
 def test_select_images_one_test_image_per_class_with_a_fixed_seed():
     pr = fake_prepared()
-    idx = cam.select_images(pr, per_class=1, seed=0)
+    idx = cam_figures.select_images(pr, per_class=1, seed=0)
     m = pr.manifest.iloc[idx]
     assert list(m["coarse"]) == ["normal", "dr", "amd", "glaucoma"]  # "other" has no test image
     assert (m["split"] == "test").all()
-    assert np.array_equal(idx, cam.select_images(pr, per_class=1, seed=0))
-    two = cam.select_images(pr, per_class=2, seed=3)
+    assert np.array_equal(idx, cam_figures.select_images(pr, per_class=1, seed=0))
+    two = cam_figures.select_images(pr, per_class=2, seed=3)
     assert len(two) == 8 and (pr.manifest.iloc[two]["split"] == "test").all()
-    draws = {tuple(cam.select_images(pr, seed=s)) for s in range(5)}
+    draws = {tuple(cam_figures.select_images(pr, seed=s)) for s in range(5)}
     assert len(draws) > 1
     with pytest.raises(ConfigError):
-        cam.select_images(pr, per_class=0)
+        cam_figures.select_images(pr, per_class=0)
 
 
 # ---------------------------------------------------------------- panels and the figure
@@ -253,7 +255,7 @@ def test_build_panels_and_figure_axes(model, images):
     meta = {"coarse_classes": [f"c{i}" for i in range(5)], "fine_classes": [f"f{i}" for i in range(7)],
             "vocab": Vocab(["<pad>", "<sos>", "<eos>", "<unk>"] + [f"w{i}" for i in range(16)]).to_dict()}
     coarse_only = net(tasks=("coarse",))
-    panels = cam.build_panels({"M1 p=15": model, "T1 only": coarse_only}, images[:2], meta, truth,
+    panels = cam_figures.build_panels({"M1 p=15": model, "T1 only": coarse_only}, images[:2], meta, truth,
                               tasks=("coarse", "caption"))
     assert panels.cams["coarse"].shape == (2, 2, SIZE, SIZE) and np.isfinite(panels.cams["coarse"]).all()
     assert np.isnan(panels.cams["caption"][:, 1]).all() and np.isfinite(panels.cams["caption"][:, 0]).all()
@@ -261,19 +263,19 @@ def test_build_panels_and_figure_axes(model, images):
     table = panels.table()
     assert len(table) == 4 and {"image", "model", "T1", "T1_correct", "T3_bleu"} <= set(table.columns)
 
-    fig = cam.gradcam_figure(panels, task="coarse")
+    fig = cam_figures.gradcam_figure(panels, task="coarse")
     assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 2 * (2 + 1)
-    fig = cam.gradcam_figure(panels, task="caption", show_image=False)
+    fig = cam_figures.gradcam_figure(panels, task="caption", show_image=False)
     assert len(fig.axes) == 2 * 2
     with pytest.raises(ConfigError, match="no Grad-CAM maps"):
-        cam.gradcam_figure(panels, task="fine")
+        cam_figures.gradcam_figure(panels, task="fine")
     matplotlib.pyplot.close("all")
 
 
 def test_figure_of_synthetic_panels_and_saving(tmp_path):
     rng = np.random.default_rng(0)
     rows, cols = 3, 4
-    judge = cam._judge
+    judge = cam_figures._judge
     truth = [{"image": f"{r}.jpg", "coarse": "dr", "fine": "moderate non proliferative retinopathy",
               "caption": "moderate non proliferative retinopathy , hypertensive retinopathy"} for r in range(rows)]
     preds = [[{"coarse": judge("dr", truth[r], "coarse"), "fine": judge("normal fundus", truth[r], "fine"),
@@ -281,12 +283,12 @@ def test_figure_of_synthetic_panels_and_saving(tmp_path):
              for r in range(rows)]
     cams = rng.random((rows, cols, 32, 32)).astype(np.float32)
     cams[0, 0] = 0.0  # an empty map is labelled, not overlaid
-    panels = cam.Panels(synthetic_fundus(rows, 32), truth, [f"M{c}" for c in range(cols)], {"coarse": cams}, preds)
-    fig = cam.gradcam_figure(panels)
+    panels = cam_figures.Panels(synthetic_fundus(rows, 32), truth, [f"M{c}" for c in range(cols)], {"coarse": cams}, preds)
+    fig = cam_figures.gradcam_figure(panels)
     assert len(fig.axes) == rows * (cols + 1)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("empty map" in t for t in texts)
-    out = cam.save_figure(fig, tmp_path / "sub" / "g.png", dpi=40)
+    out = cam_figures.save_figure(fig, tmp_path / "sub" / "g.png", dpi=40)
     assert out.is_file() and out.stat().st_size > 0 and not list(out.parent.glob(".*"))
     matplotlib.pyplot.close("all")
 
@@ -294,8 +296,8 @@ def test_figure_of_synthetic_panels_and_saving(tmp_path):
 # ---------------------------------------------------------------- checkpoints for the notebook
 
 def test_load_cam_models_reports_missing_p(tmp_path, monkeypatch):
-    from repro import experiment
-    from repro.train import save_checkpoint
+    from repro.experiments import context as experiment
+    from repro.models.checkpoints import save_checkpoint
 
     prepared = SimpleNamespace(coarse_classes=("a", "b"), fine_classes=("x", "y"), split_hash="h1",
                                vocab=Vocab(["<pad>", "<sos>", "<eos>", "<unk>", "w"]))
@@ -306,13 +308,13 @@ def test_load_cam_models_reports_missing_p(tmp_path, monkeypatch):
 
     monkeypatch.setattr(experiment, "make_context", make_context)
     with pytest.raises(MissingStageError, match="01_m1_teachers.*03_m3_unlabeled"):
-        cam.load_cam_models("smoke", [15, 70], seed=0)
+        cam_figures.load_cam_models("smoke", [15, 70], seed=0)
 
     small = MTLNet("efficientnet_lite0", tasks=("coarse", "fine", "caption"), num_classes={"coarse": 2, "fine": 2},
                    vocab_size=5, trainable=1, pretrained=False)
     for stage, name in (("m1", "T1+T2+T3"), ("m3", "single")):
         save_checkpoint(tmp_path / "p15" / f"{stage}-{name}.pt", small, prepared)
-    cm = cam.load_cam_models("smoke", [15, 70], seed=0)
+    cm = cam_figures.load_cam_models("smoke", [15, 70], seed=0)
     assert list(cm.models) == ["M1 p=15", "M3 p=15"] and cm.ps == [15] and list(cm.missing) == [70]
     assert "p=70" in cm.note and "notebooks 01-03" in cm.note
     assert cm.results_dir == tmp_path / "results" / "smoke"
@@ -320,7 +322,7 @@ def test_load_cam_models_reports_missing_p(tmp_path, monkeypatch):
 
     prepared.split_hash = "other"
     with pytest.raises(ConfigError, match="another split"):
-        cam.load_cam_models("smoke", [15], seed=0)
+        cam_figures.load_cam_models("smoke", [15], seed=0)
 
 
 def test_a_hook_that_never_fires_is_a_clear_error(model, images, monkeypatch):

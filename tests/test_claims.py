@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import claims
+from repro.report import claims
 
 T975_3 = 3.182446305284263  # t quantile 0.975 with 3 degrees of freedom
 

@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from repro.data import prepare_data
-from repro.datasets import MANIFEST_COLUMNS, load_dataset, load_manifest_csv, load_odir
+from repro.data.prepare import prepare_data
+from repro.data.sources import MANIFEST_COLUMNS, load_dataset, load_manifest_csv, load_odir
 from repro.errors import DataError
 
 

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from repro.distill import (MAIN, _true_prefix, build_teachers, evaluate_ensemble, kd_stage, m1_members, run_m2,
-                           run_m3)
-from repro.experiment import Context
-from repro.teachercache import cached_outputs, compute_outputs
-from repro.train import predict
+from repro.experiments.ensemble import evaluate_ensemble
+from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage, m1_members
+from repro.names import MAIN
+from repro.experiments.m2m3 import run_m2, run_m3
+from repro.experiments.context import Context
+from repro.distill.teacher_outputs import cached_outputs, compute_outputs
+from repro.engine.evaluate import predict
 
 
 def test_teacher_cache_equals_a_fresh_forward(smoke_teachers, smoke_ctx, tmp_path):
@@ -46,7 +48,7 @@ def test_retrained_teacher_invalidates_the_cache(smoke_teachers, smoke_ctx, tmp_
     cached_outputs(tmp_path / "c", copy, model, smoke_ctx.bank(), idx, None, "none")
     with torch.no_grad():
         next(model.heads["coarse"].parameters()).add_(1.0)
-    from repro.train import save_checkpoint
+    from repro.models.checkpoints import save_checkpoint
 
     save_checkpoint(copy, model, smoke_ctx.prepared)
     out = cached_outputs(tmp_path / "c", copy, model, smoke_ctx.bank(), idx, None, "none")

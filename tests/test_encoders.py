@@ -7,15 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from repro.encoders import (
-    ENCODERS,
-    TFLITE_MEAN,
-    build_encoder,
-    encode,
-    preprocess,
-    split_encoder,
-    wheel_weights_path,
-)
+from repro.models.encoders import ENCODERS, TFLITE_MEAN, build_encoder, encode, preprocess, split_encoder, wheel_weights_path
 from repro.errors import ConfigError
 
 

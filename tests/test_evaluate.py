@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 
 from repro.cli import main
-from repro.evaluate import evaluate_checkpoint
+from repro.analysis.evaluate import evaluate_checkpoint
 
 
 def test_evaluate_on_a_tiny_odir_folder(smoke_teachers, smoke_ctx, tiny_odir, tmp_path, capsys):

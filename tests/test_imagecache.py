@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repro import imagecache as IC
-from repro.data import prepare_data
-from repro.datasets import load_odir
+from repro.data import imagecache as IC
+from repro.data.prepare import prepare_data
+from repro.data.sources import load_odir
 from repro.errors import DataError
 
 

@@ -3,9 +3,10 @@
 import pandas as pd
 import pytest
 
-from repro import labels as L
-from repro.datasets import patient_flag_agreement, patient_flag_table
-from repro.errors import ConfigError, DataError
+from repro.data import labels as L
+from repro.data.sources import patient_flag_agreement, patient_flag_table
+from repro.errors import DataError
+from repro.errors import ConfigError
 
 
 def test_split_keywords_both_separators_and_whitespace():

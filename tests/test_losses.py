@@ -9,17 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.errors import ConfigError
-from repro.losses import (
-    caption_mask,
-    ensemble_kd,
-    ensemble_probs,
-    kd_loss,
-    kd_loss_from_probs,
-    m1_loss,
-    m2_loss,
-    m3_loss,
-    task_ce,
-)
+from repro.distill.losses import caption_mask, ensemble_kd, ensemble_probs, kd_loss, kd_loss_from_probs, m1_loss, m2_loss, m3_loss, task_ce
 
 TASKS = ("coarse", "fine", "caption")
 

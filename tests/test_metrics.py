@@ -16,14 +16,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from repro.metrics import (
-    bleu_paper,
-    bleu_paper_scores,
-    caption_metrics,
-    coarse_metrics,
-    fine_metrics,
-    topk_accuracy,
-)
+from repro.engine.metrics import bleu_paper, bleu_paper_scores, caption_metrics, coarse_metrics, fine_metrics, topk_accuracy
 
 # ---------------------------------------------------------------------------
 # T1

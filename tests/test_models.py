@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from repro import TASKS
-from repro.encoders import preprocess
+from repro.names import TASKS
+from repro.models.encoders import preprocess
 from repro.errors import ConfigError
-from repro.models import EOS, PAD, SOS, CaptionDecoder, MLPHead, MTLNet
+from repro.models.mtlnet import CaptionDecoder, MLPHead, MTLNet
+from repro.names import EOS, PAD, SOS
 
 SUBSETS = [s for r in (1, 2, 3) for s in itertools.combinations(TASKS, r)]
 NUM_CLASSES = {"coarse": 5, "fine": 7}
@@ -123,7 +124,7 @@ def test_config_rebuilds_without_pretrained_weights(monkeypatch):
     def no_weights(*a, **k):
         raise AssertionError("from_config must not load pretrained weights")
 
-    monkeypatch.setattr("repro.encoders.wheel_weights_path", no_weights)
+    monkeypatch.setattr("repro.models.encoders.wheel_weights_path", no_weights)
     again = MTLNet.from_config(cfg).eval()
     again.load_state_dict(net.state_dict())
     assert again.config == cfg and again.trainable == 1
@@ -281,7 +282,7 @@ def cache_env(tmp_path, monkeypatch):
 
 
 def test_feature_cache_computes_once_and_matches_the_trunk(cache_env, monkeypatch):
-    from repro import featcache
+    from repro.models import featcache
 
     torch.manual_seed(0)
     net = small_net(("coarse",), trainable=1).eval()
@@ -319,7 +320,7 @@ def test_feature_cache_computes_once_and_matches_the_trunk(cache_env, monkeypatc
 
 
 def test_feature_cache_refuses_trainable_all(cache_env):
-    from repro.featcache import trunk_feature_cache
+    from repro.models.featcache import trunk_feature_cache
 
     net = small_net(("coarse",), trainable="all")
     imgs = np.zeros((2, 32, 32, 3), dtype=np.uint8)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from repro import report
-from repro.runio import write_json
+from repro.io import write_json
 
 PS = (15, 70)
 SEEDS = (0, 1)

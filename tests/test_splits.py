@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro import P_VALUES
-from repro import splits as S
-from repro.data import data_summary, prepare_data
-from repro.datasets import Dataset
-from repro.errors import ConfigError, DataError
+from repro.names import P_VALUES
+from repro.data import splits as S
+from repro.data.prepare import data_summary, prepare_data
+from repro.data.sources import Dataset
+from repro.errors import DataError
+from repro.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_prepare_data_smoke_on_real_data(tmp_path):
 
 
 def test_split_does_not_depend_on_taxonomy(odir_root, real_split):
-    from repro.datasets import load_odir
+    from repro.data.sources import load_odir
 
     odir8 = S.make_split(load_odir(odir_root, taxonomy="odir8").manifest, seed=0)
     assert S.split_to_csv(odir8) == S.split_to_csv(real_split)

@@ -21,9 +21,11 @@ import pytest
 
 from repro.errors import ConfigError
 from repro.paths import PROJECT_ROOT, results_dir
-from repro.study import (
-    SweepLockedError, _sweep_lock, add_cli, check_kernel, parse_param, plan_sweep, run_sweep,
-)
+from repro.cli import add_sweep
+from repro.sweep.kernel import check_kernel
+from repro.sweep.lock import SweepLockedError, _sweep_lock
+from repro.sweep.plan import parse_param, plan_sweep
+from repro.sweep.run import run_sweep
 
 FIX = Path(__file__).parent / "fixtures" / "study"
 
@@ -34,7 +36,7 @@ def _files(root: Path) -> set[str]:
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    add_cli(parser.add_subparsers())
+    add_sweep(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 

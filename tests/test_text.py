@@ -3,8 +3,9 @@
 import pytest
 
 from repro.errors import ConfigError
-from repro.labels import caption_text
-from repro.text import EOS, PAD, SOS, UNK, Vocab, tokenize
+from repro.data.labels import caption_text
+from repro.data.captions import Vocab, tokenize
+from repro.names import EOS, PAD, SOS, UNK
 
 
 def test_tokenize_is_data_free_and_keeps_hyphenated_words():

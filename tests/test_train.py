@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from repro.errors import ConfigError, MissingStageError
-from repro.experiment import make_context, run_m1, subset_tasks, train_and_record
-from repro.train import load_checkpoint, predict, supervised_stage, validation_score
+from repro.errors import MissingStageError
+from repro.errors import ConfigError
+from repro.experiments.context import make_context, train_and_record
+from repro.experiments.m1 import run_m1
+from repro.names import subset_tasks
+from repro.engine.evaluate import predict
+from repro.engine.fit import validation_score
+from repro.engine.stage import supervised_stage
+from repro.models.checkpoints import load_checkpoint
 
 
 def _fresh(tmp_path, name):
@@ -68,7 +74,7 @@ def test_existing_result_is_loaded_not_retrained(smoke_teachers, smoke_ctx):
 def test_bad_p_and_missing_stage_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="p=20"):
         make_context("smoke", p=20)
-    from repro.distill import run_m3
+    from repro.experiments.m2m3 import run_m3
 
     ctx = _fresh(tmp_path, "empty")
     with pytest.raises(MissingStageError, match="02_m2_distill"):

@@ -1,0 +1,107 @@
+"""``python -m repro bench``: training throughput on this machine (a benchmark, not a timed test).
+
+* ``ceiling_img_s``: forward+backward images/s of the trainable network alone
+  (trainable top + all three heads) on in-memory tensors — the ceiling.
+* ``m1_img_s``: end-to-end M1{T1,T2,T3} training images/s through the real
+  data path (:class:`repro.inputs.InputBank`, :func:`repro.train.fit`);
+  ``m1_ratio`` = m1 / ceiling (target ≥ 0.85).
+* ``m2_ensemble_step_ratio``: time of an M2 step with the 7-teacher cached
+  ensemble ÷ time of an M1 step (target ≤ 1.1; the authors' design runs all
+  teachers every step, about 3×).
+Written to ``results/bench/<device>.json``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import replace
+from repro.paths import PROJECT_ROOT
+from repro.io import write_json
+from repro.provenance import versions
+
+
+def _ceiling(ctx, bank, steps: int) -> float:
+    """Bare forward+backward of the trainable network on one in-memory batch (no data path)."""
+    import torch
+
+    from repro.distill.losses import m1_loss
+    from repro.engine.stage import label_tensors, trim_captions
+
+    prof = ctx.profile
+    model = ctx.new_model(("coarse", "fine", "caption"))
+    idx = torch.as_tensor(ctx.indices("train", p=70)[: prof.batch_size])
+    x = bank.batch(idx).clone()
+    labels = {k: v[idx] for k, v in label_tensors(ctx.prepared).items()}
+    # the same decoder length as the training loop (trim_captions), and the same teacher forcing as M1
+    labels = {k: v.to(ctx.device) for k, v in trim_captions({**labels, "prefix": labels["caption"]}).items()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=prof.lr, momentum=0.9, nesterov=True)
+    model.train()
+
+    def step():
+        out = model(x, captions=labels["caption"], from_trunk=bank.from_trunk)
+        loss = m1_loss(out, labels, model.tasks)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * len(idx) / (time.perf_counter() - t0)
+
+
+def _fit_speed(ctx, bank, stage, idx, epochs: int) -> float:
+    from repro.device import seed_everything
+    from repro.engine.fit import fit
+
+    model = ctx.new_model(stage.tasks)
+    prof = replace(ctx.profile, max_epochs=epochs, patience=epochs + 1)
+    fr = fit(model, bank, ctx.prepared, idx, ctx.indices("val")[:64], stage, prof, seed_everything(0), progress=False)
+    return fr.train_images_per_s
+
+
+def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: int = 2) -> dict:
+    import torch
+
+    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage
+    from repro.experiments.context import make_context
+    from repro.names import SUBSETS, subset_tasks
+    from repro.engine.stage import supervised_stage
+    from repro.models.checkpoints import save_checkpoint
+
+    ctx = make_context(profile, p=70, seed=0, data_root=data_root)
+    t0 = time.perf_counter()
+    bank = ctx.bank()
+    bank_s = time.perf_counter() - t0
+    idx = ctx.indices("train", p=70)
+    tasks = ("coarse", "fine", "caption")
+    ceiling = _ceiling(ctx, bank, steps)
+    m1 = _fit_speed(ctx, bank, supervised_stage(ctx.prepared, tasks), idx, epochs)
+    # seven untrained teachers stand in for the M1 teachers: the step cost does not depend on their weights
+    members = {}
+    tmp = ctx.run_artifacts / "bench"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for s in SUBSETS:
+        m = ctx.new_model(subset_tasks(s))
+        members[s] = (m, save_checkpoint(tmp / f"teacher-{s}.pt", m, ctx.prepared))
+    t0 = time.perf_counter()
+    ts = build_teachers(ctx, members, idx, _true_prefix(ctx, idx), "bench")
+    cache_s = time.perf_counter() - t0
+    taus = {t: 5.0 for t in tasks}
+    m2 = _fit_speed(ctx, bank, kd_stage(ctx, "m2", tasks, ts, taus, labeled=True), idx, epochs)
+    dev = ctx.device.type
+    cpu = platform.processor() or platform.machine()
+    result = {
+        "device": dev, "cpu": cpu, "threads": torch.get_num_threads(), "profile": ctx.profile.name,
+        "encoder": ctx.profile.encoder, "image_size": ctx.profile.image_size, "trainable": ctx.profile.trainable,
+        "batch_size": ctx.profile.batch_size, "train_images": int(len(idx)),
+        "ceiling_img_s": ceiling, "m1_img_s": m1, "m1_ratio": m1 / ceiling,
+        "m2_ensemble_img_s": m2, "m2_ensemble_step_ratio": m1 / m2,
+        "input_bank_build_s": bank_s, "teacher_cache_build_s_7_teachers": cache_s,
+        "versions": versions(),
+    }
+    write_json(PROJECT_ROOT / "results" / "bench" / f"{dev}.json", result)
+    return result

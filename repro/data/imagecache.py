@@ -1,0 +1,178 @@
+"""Decode-once image cache (DESIGN.md §2): every JPEG is decoded and resized once per resolution.
+
+The cache is a ``.npy`` file (uint8, ``[N, size, size, 3]``, manifest order)
+opened as a read-only memory map, under ``<cache_dir>/images/``. Its name holds
+the size and a hash of the ordered image list with each file's size and
+modification time, so a changed image or manifest gets a new cache. A JSON
+file beside it records the build time, the size in bytes and the bad images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+from repro.errors import DataError
+from repro.paths import cache_dir
+from repro.io import write_json
+
+
+#: below this many images one process decodes them (starting a pool costs more than it saves)
+POOL_THRESHOLD = 400
+
+
+WORKERS = 2
+
+
+def _stat(path: str) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def cache_key(manifest: pd.DataFrame, size: int) -> str:
+    """Hash of the ordered (image, path, file size, mtime) list and the size (16 hex digits)."""
+    h = hashlib.sha256(f"v1|{int(size)}".encode())
+    for image, path in zip(manifest["image"].astype(str), manifest["path"].astype(str)):
+        h.update(f"|{image}|{path}|{_stat(path)}".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_paths(manifest: pd.DataFrame, size: int, cache_root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """``(array .npy, info .json)`` paths of the cache for ``manifest`` at ``size`` px."""
+    folder = Path(cache_root) if cache_root is not None else cache_dir() / "images"
+    stem = f"{int(size)}px_n{len(manifest)}_{cache_key(manifest, size)}"
+    return folder / f"{stem}.npy", folder / f"{stem}.json"
+
+
+def decode_image(path: str, size: int) -> np.ndarray:
+    """One image as uint8 ``[size, size, 3]`` RGB, resized with antialiased bilinear filtering.
+
+    Raises OSError/ValueError (wrapped by the caller) for an unreadable or corrupt file.
+    """
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(im, dtype=np.uint8)
+    if arr.shape != (size, size, 3):
+        raise ValueError(f"decoded shape {arr.shape}")
+    return arr
+
+
+def _decode_job(args: tuple[int, str, int]) -> tuple[int, np.ndarray | None, str]:
+    i, path, size = args
+    try:
+        return i, decode_image(path, size), ""
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
+        return i, None, f"{type(e).__name__}: {e}"
+
+
+def _build(manifest: pd.DataFrame, size: int, npy: Path, info: Path, skip_bad_images: bool,
+           workers: int) -> list[str]:
+    n = len(manifest)
+    paths = manifest["path"].astype(str).tolist()
+    images = manifest["image"].astype(str).tolist()
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.stem}.", suffix=".npy.tmp")
+    os.close(fd)
+    bad: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        jobs = [(i, p, size) for i, p in enumerate(paths)]
+        bar = tqdm(total=n, desc=f"decoding {n} images at {size}px", unit="img", mininterval=1.0)
+        if workers > 1 and n >= POOL_THRESHOLD:
+            with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+                results = pool.imap_unordered(_decode_job, jobs, chunksize=64)
+                bad_rows = _consume(results, arr, bar)
+        else:
+            bad_rows = _consume(map(_decode_job, jobs), arr, bar)
+        bar.close()
+        if bad_rows and not skip_bad_images:
+            i, why = bad_rows[0]
+            more = f" ({len(bad_rows) - 1} more bad image(s))" if len(bad_rows) > 1 else ""
+            raise DataError(
+                f"cannot decode image file {paths[i]} ({why}){more}. Replace the file, remove it from the data, "
+                "or pass skip_bad_images=True / --skip-bad-images to skip bad images (they are then listed "
+                "in the data report)."
+            )
+        bad = [images[i] for i, _ in bad_rows]
+        arr.flush()
+        del arr
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, npy)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    seconds = time.perf_counter() - t0
+    write_json(info, {
+        "size": int(size), "images": n, "bytes": npy.stat().st_size, "build_seconds": round(seconds, 3),
+        "workers": workers if n >= POOL_THRESHOLD else 1, "bad_images": bad,
+        "bad_reasons": {images[i]: why for i, why in bad_rows},
+        "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    return bad
+
+
+def _consume(results, arr: np.ndarray, bar) -> list[tuple[int, str]]:
+    bad: list[tuple[int, str]] = []
+    for i, img, why in results:
+        if img is None:
+            arr[i] = 0
+            bad.append((i, why))
+        else:
+            arr[i] = img
+        bar.update(1)
+    bad.sort()
+    return bad
+
+
+def load_image_cache(manifest: pd.DataFrame, size: int, skip_bad_images: bool = False,
+                     cache_root: str | os.PathLike | None = None,
+                     workers: int = WORKERS) -> tuple[np.ndarray, list[str]]:
+    """The images of ``manifest`` as a read-only uint8 memmap ``[N, size, size, 3]`` in manifest order.
+
+    Built on first use (tqdm progress bar, a pool of ``workers`` processes,
+    temp file + rename), reused afterwards. A corrupt or unreadable JPEG is a
+    :class:`DataError` naming the file unless ``skip_bad_images``; then its row
+    is all zeros and its image name is returned in ``bad``.
+    """
+    if len(manifest) == 0:
+        raise DataError("cannot cache the images of an empty manifest.")
+    size = int(size)
+    npy, info = cache_paths(manifest, size, cache_root)
+    if npy.exists() and info.exists():
+        meta = json.loads(info.read_text(encoding="utf-8"))
+        bad = list(meta.get("bad_images", []))
+        if bad and not skip_bad_images:
+            reasons = meta.get("bad_reasons", {})
+            path = dict(zip(manifest["image"].astype(str), manifest["path"].astype(str)))[bad[0]]
+            raise DataError(
+                f"cannot decode image file {path} ({reasons.get(bad[0], 'corrupt')}). Replace the file, remove it "
+                "from the data, or pass skip_bad_images=True / --skip-bad-images to skip bad images."
+            )
+    else:
+        bad = _build(manifest, size, npy, info, skip_bad_images, workers)
+    arr = np.load(npy, mmap_mode="r")
+    if arr.shape != (len(manifest), size, size, 3) or arr.dtype != np.uint8:
+        raise DataError(f"image cache {npy} has shape {arr.shape} {arr.dtype}, expected "
+                        f"{(len(manifest), size, size, 3)} uint8; delete it to have it rebuilt.")
+    return arr, bad
+
+
+def cache_info(manifest: pd.DataFrame, size: int, cache_root: str | os.PathLike | None = None) -> dict | None:
+    """The JSON record of an existing cache (build time, bytes, bad images), or ``None``."""
+    _, info = cache_paths(manifest, size, cache_root)
+    return json.loads(info.read_text(encoding="utf-8")) if info.exists() else None

@@ -1,0 +1,110 @@
+"""Training engine: SGD-Nesterov, early stopping on validation, best checkpoint restored,
+one test evaluation, one atomic result JSON per run (paper §4.1; DESIGN.md §4, §6).
+
+A *stage* (M1, M2, M3, τ-study) is described by which tasks it trains, how a
+batch is assembled (labels, teacher outputs, caption prefix) and its loss,
+a function returning a dict of named terms whose ``"total"`` is minimised
+(mdistiller style). The engine is the same for every stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from repro.names import TASKS
+from repro.device import autocast
+from repro.engine.evaluate import predict, score_predictions
+from repro.engine.stage import Stage, _to, trim_captions
+from repro.names import PRIMARY
+
+
+def validation_score(metrics: dict[str, Any], tasks) -> float:
+    """Model selection score: mean over trained tasks of the primary metric (T1 acc, T2 top-1, T3 BLEU)."""
+    vals = [metrics[t][PRIMARY[t][0]] for t in tasks if t in metrics]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_score: float
+    train_images_per_s: float
+    train_seconds: float
+
+
+def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,
+        generator: torch.Generator, desc: str = "", progress: bool = True) -> FitResult:
+    """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored."""
+    if len(train_idx) == 0:
+        from repro.errors import DataError
+
+        raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
+    device = bank.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, nesterov=True,
+                          weight_decay=profile.weight_decay)
+    tf_saved = getattr(model, "teacher_forcing", None)
+    if stage.teacher_forcing is not None and tf_saved is not None:
+        model.teacher_forcing = stage.teacher_forcing
+    n_views = len(bank.views)
+    train_t = torch.as_tensor(train_idx, dtype=torch.long)
+    history: list[dict[str, Any]] = []
+    best_state, best_score, best_epoch = None, -float("inf"), -1
+    seen, busy = 0, 0.0
+    bs = profile.batch_size
+    bar = tqdm(range(profile.max_epochs), desc=desc or stage.name, leave=False, disable=not progress)
+    try:
+        for epoch in bar:
+            model.train()
+            perm = train_t[torch.randperm(len(train_t), generator=generator)]
+            views = torch.randint(n_views, (len(perm),), generator=generator)
+            sums: dict[str, float] = {}
+            n_batches = 0
+            t0 = time.perf_counter()
+            for start in range(0, len(perm), bs):
+                b, v = perm[start:start + bs], views[start:start + bs]
+                if len(b) < 2:
+                    continue
+                batch = trim_captions(stage.make_batch(b, v))
+                x = bank.batch(b, v)
+                prefix = batch.get("prefix")
+                with autocast(device):
+                    out = model(x, captions=None if prefix is None else prefix.to(device), from_trunk=bank.from_trunk)
+                    terms = stage.loss(out, _to(batch, device))
+                opt.zero_grad(set_to_none=True)
+                terms["total"].backward()
+                opt.step()
+                for k, val in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(val.detach())
+                n_batches += 1
+                seen += len(b)
+            busy += time.perf_counter() - t0
+            val_preds = predict(model, bank, val_idx, max_len=profile.max_caption_len + 1)
+            val_metrics = score_predictions(prepared, val_idx, val_preds, detail=False)
+            score = validation_score(val_metrics, stage.tasks)
+            row = {"epoch": epoch + 1, **{f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()},
+                   "val/score": score, **_flat_val(val_metrics)}
+            history.append(row)
+            bar.set_postfix(loss=f"{row.get('train/total', float('nan')):.3f}", val=f"{score:.3f}")
+            if score > best_score:
+                best_score, best_epoch = score, epoch + 1
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+            elif epoch + 1 - best_epoch >= profile.patience and epoch + 1 >= profile.min_epochs:
+                break
+    finally:
+        if tf_saved is not None:
+            model.teacher_forcing = tf_saved
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, best_score, seen / busy if busy else float("nan"), busy)
+
+
+def _flat_val(metrics: dict[str, Any]) -> dict[str, float]:
+    return {f"val/{t}/{k}": float(v) for t, m in metrics.items() for k, v in m.items()
+            if t in TASKS and isinstance(v, (int, float))}

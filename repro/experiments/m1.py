@@ -1,0 +1,28 @@
+"""TODO docstring (from experiment)."""
+
+from __future__ import annotations
+
+from typing import Any
+from repro.experiments.context import Context, require_checkpoint, train_and_record
+from repro.names import subset_tasks
+from repro.names import SUBSETS
+
+
+def run_m1(ctx: Context, subset: str, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """One M1 teacher (paper Eq. 1) on the labeled set L_p for a task subset such as ``"T1+T3"``."""
+    from repro.engine.stage import supervised_stage
+
+    tasks = subset_tasks(subset)
+    model = ctx.new_model(tasks)
+    stage = supervised_stage(ctx.prepared, tasks)
+    return train_and_record(ctx, "m1", subset, model, stage, ctx.indices("train", p=ctx.p),
+                            params={"subset": subset}, force=force, progress=progress)
+
+
+def run_m1_all(ctx: Context, subsets=SUBSETS, force: bool = False, progress: bool = True) -> dict[str, dict]:
+    """All seven task-subset teachers, keyed by subset code."""
+    return {s: run_m1(ctx, s, force=force, progress=progress) for s in subsets}
+
+
+def m1_checkpoint(ctx: Context, subset: str):
+    return require_checkpoint(ctx, "m1", subset, "notebooks/01_m1_teachers.ipynb (or `python -m repro train --stage m1`)")

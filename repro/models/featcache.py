@@ -1,0 +1,156 @@
+"""Frozen-trunk output cache (DESIGN.md §3): the trunk runs once per (image, view), training runs only the top.
+
+Files live under ``cache_dir()/features/<encoder>-k<k>-<trunk>-<H>px-<images>/<view>.npy``
+where ``<trunk>`` fingerprints the trunk's actual weights (so a pretrained, a
+random and a fine-tuned trunk never share a file) and ``<images>`` is the
+image-cache key. Each view is one ``.npy`` array ``[N, C, h, w]`` (float16 by
+default), opened as a read-only memory map, written atomically (temp file +
+rename) and reused when present.
+
+On-disk size = N x C x h x w x 2 bytes per view (float16). EfficientNet-Lite0
+with ``trainable=1`` (trunk = stem..block6, 320 channels at H/32):
+160 px -> 320 x 5 x 5 = 16 KB per image and view (5,503 ODIR images: 88 MB per
+view); 224 px -> 320 x 7 x 7 = 31 KB (173 MB per view). ResNet-50 with
+``trainable=1`` (trunk = up to layer3, 1024 channels at H/16) at 224 px:
+1024 x 14 x 14 = 392 KB per image and view (2.2 GB per view).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
+from repro.errors import ConfigError
+from repro.paths import cache_dir
+
+
+VIEWS = ("orig", "hflip")
+
+
+def trunk_fingerprint(trunk: torch.nn.Module) -> str:
+    """Short hash of the trunk's parameters and buffers (names, shapes and values)."""
+    h = hashlib.sha1()
+    for name, t in trunk.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        a = t.detach().to("cpu", torch.float32).contiguous().numpy()
+        h.update(f"{name}{tuple(a.shape)}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:12]
+
+
+def images_fingerprint(images: np.ndarray) -> str:
+    """Content hash of an image array (used when no ``cache_key`` is given)."""
+    h = hashlib.sha1(str(tuple(images.shape)).encode())
+    step = 256
+    for i in range(0, len(images), step):
+        h.update(np.ascontiguousarray(images[i:i + step]).tobytes())
+    return h.hexdigest()[:12]
+
+
+def _resolve(model_or_spec, trainable) -> tuple[FrozenTrunk, EncoderSpec, str | int]:
+    if isinstance(model_or_spec, EncoderSpec):
+        if trainable is None:
+            raise ConfigError("trunk_feature_cache(spec, ...) needs trainable=k to know where the trunk ends")
+        trunk, _ = split_encoder(model_or_spec, trainable)
+        return trunk, model_or_spec, trainable
+    trunk = getattr(model_or_spec, "trunk", None)
+    spec = getattr(model_or_spec, "encoder_spec", None)
+    if not isinstance(trunk, FrozenTrunk) or spec is None:
+        raise ConfigError(f"trunk_feature_cache needs an MTLNet or an EncoderSpec, got {type(model_or_spec).__name__}")
+    return trunk, spec, model_or_spec.trainable
+
+
+def feature_dir(spec: EncoderSpec, trunk: FrozenTrunk, trainable, size: tuple[int, int], cache_key: str,
+                root: Path | None = None) -> Path:
+    """Folder of the cached trunk outputs for this (encoder, trunk weights, k, image size, image cache)."""
+    h, w = size
+    px = f"{h}px" if h == w else f"{h}x{w}px"
+    safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(cache_key))
+    name = f"{spec.name}-k{trainable}-{trunk_fingerprint(trunk)}-{px}-{safe_key}"
+    return (root or cache_dir()) / "features" / name
+
+
+def trunk_feature_cache(model_or_spec, images: np.ndarray, views: tuple[str, ...] = VIEWS, batch_size: int = 64,
+                        cache_key: str | None = None, dtype=np.float16, trainable: str | int | None = None,
+                        device: torch.device | str | None = None, root: Path | None = None,
+                        progress: bool = True) -> dict[str, np.ndarray]:
+    """Frozen-trunk outputs ``{view: array [N, C, h, w]}`` of uint8 ``images [N, H, W, 3]``, computed once and cached.
+
+    ``model_or_spec`` is an ``MTLNet`` (its trunk, encoder and ``trainable``) or an
+    ``EncoderSpec`` together with ``trainable=k``. View ``hflip`` is the trunk
+    output of the horizontally flipped images. The trunk runs on the device
+    of its parameters unless ``device`` is given. With ``trainable="all"`` there is
+    no trunk and nothing to cache: that is a :class:`ConfigError`.
+    """
+    trunk, spec, k = _resolve(model_or_spec, trainable)
+    if k == "all" or len(trunk) == 0:
+        raise ConfigError(
+            f"trainable={k!r} leaves no frozen trunk for {spec.name}: there is nothing to cache; "
+            "feed normalised images to the model instead (from_trunk=False)"
+        )
+    bad = [v for v in views if v not in VIEWS]
+    if bad:
+        raise ConfigError(f"unknown view(s) {bad}; allowed: {list(VIEWS)}")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ConfigError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    n, hgt, wid = (int(s) for s in images.shape[:3])
+    if n == 0:
+        raise ConfigError("no images to encode (an empty image array)")
+    key = cache_key if cache_key is not None else f"img{images_fingerprint(images)}"
+    folder = feature_dir(spec, trunk, k, (hgt, wid), key, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    if device is None:
+        p = next(trunk.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
+
+    out: dict[str, np.ndarray] = {}
+    for view in views:
+        path = folder / f"{view}.npy"
+        if not path.exists():
+            _compute(trunk, spec, images, view, path, batch_size, np.dtype(dtype), device, progress)
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape[0] != n:
+            raise ConfigError(f"cached features {path} hold {arr.shape[0]} rows, expected {n}; delete the file")
+        out[view] = arr
+    return out
+
+
+def _compute(trunk: FrozenTrunk, spec: EncoderSpec, images: np.ndarray, view: str, path: Path, batch_size: int,
+             dtype: np.dtype, device: torch.device, progress: bool) -> None:
+    n = images.shape[0]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    trunk.eval()
+    t0 = time.perf_counter()
+    arr = None
+    try:
+        with torch.inference_mode():
+            bar = tqdm(range(0, n, batch_size), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
+                       disable=not progress, leave=False, unit="batch")
+            for start in bar:
+                chunk = np.asarray(images[start:start + batch_size])
+                if view == "hflip":
+                    chunk = chunk[:, :, ::-1, :]
+                y = trunk(preprocess(chunk, spec, device=device)).float().cpu().numpy()
+                if arr is None:
+                    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + y.shape[1:])
+                arr[start:start + len(y)] = y
+            arr.flush()
+            shape = arr.shape
+            del arr
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    meta = {"encoder": spec.name, "weights": spec.weights, "view": view, "shape": list(shape), "dtype": str(dtype),
+            "images": [int(s) for s in images.shape], "seconds": round(time.perf_counter() - t0, 2)}
+    meta_tmp = path.with_name(f".{view}.json.tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(meta_tmp, path.with_suffix(".json"))

@@ -1,0 +1,33 @@
+"""The report: results loading, Tables 3–6, claims, plots and export (docs/design.md §7).
+
+``from repro import report`` gives the whole public surface that notebook 06 and
+``python -m repro report`` use; each job lives in its own module:
+
+- :mod:`repro.report.results`: result JSONs → one long DataFrame (``load_results``);
+- :mod:`repro.report.paper`: the paper's published numbers;
+- :mod:`repro.report.tables`: Tables 3–5 beside the paper;
+- :mod:`repro.report.per_class`: best model, Table 6, top-k / BLEU per class, error analysis;
+- :mod:`repro.report.claims`: the paper's claims as paired differences with verdicts;
+- :mod:`repro.report.summary`: inventory, what is missing, the headline table;
+- :mod:`repro.report.formatting`: number formatting and LaTeX;
+- :mod:`repro.report.plots`: figures;
+- :mod:`repro.report.export`: HTML (notebook 06), LaTeX tables and figures on disk.
+"""
+
+from repro.report.export import export_report, notebook_to_html, report_figures, report_tables
+from repro.report.formatting import fmt, fmt_claims, to_latex
+from repro.report.per_class import (best_model, bleu_by_class, error_analysis, headlines, table6,
+                                    topk_by_class)
+from repro.report.plots import (learning_curves, plot_claims, plot_confusion, plot_metric_vs_p, plot_tau,
+                                plot_topk_by_class, setup_plots)
+from repro.report.results import load_results, metric_of, model_label, result_row, results_folder
+from repro.report.summary import headline_markdown, inventory, missing, summary
+from repro.report.tables import compare_rows, table3, table4, table5
+
+__all__ = [
+    "best_model", "bleu_by_class", "compare_rows", "error_analysis", "export_report", "fmt", "fmt_claims",
+    "headline_markdown", "headlines", "inventory", "learning_curves", "load_results", "metric_of", "missing",
+    "model_label", "notebook_to_html", "plot_claims", "plot_confusion", "plot_metric_vs_p", "plot_tau",
+    "plot_topk_by_class", "report_figures", "report_tables", "result_row", "results_folder", "setup_plots",
+    "summary", "table3", "table4", "table5", "table6", "to_latex", "topk_by_class",
+]

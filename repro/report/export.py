@@ -1,0 +1,118 @@
+"""TODO docstring (from report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+import pandas as pd
+from repro.report.claims import claims_table
+from repro.paths import PROJECT_ROOT
+from repro.io import atomic_write_text
+from repro.report.formatting import fmt, fmt_claims, to_latex
+from repro.report.per_class import bleu_by_class, table6, topk_by_class
+from repro.report.plots import plot_claims, plot_confusion, plot_metric_vs_p, plot_tau, plot_topk_by_class
+from repro.report.results import load_results, results_folder
+from repro.report.summary import headline_markdown
+from repro.report.tables import table3, table4, table5
+from repro.report.per_class import error_analysis
+from repro.sweep.kernel import kernel_env
+
+
+def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, str]]:
+    """name -> (numeric table, display table, caption) for every table of the report."""
+    t3, t4, t5 = table3(df), table4(df), table5(df)
+    t6, tk, bl, ea = table6(df), topk_by_class(df), bleu_by_class(df), error_analysis(df)
+    cl = claims_table(df, per_p=True)
+    return {
+        "table3": (t3, fmt(t3), "M1 per task subset and p (paper Table 3). Ours: mean $\\pm$ std over seeds (n seeds)."),
+        "table4": (t4, fmt(t4), "Temperature study: single-task KD per $\\tau$ and p (paper Table 4); "
+                                "chosen = seeds whose validation picked this $\\tau$."),
+        "table5": (t5, fmt(t5), "M1 baseline, M2, M3, with single teacher or ensemble, and the M1 ensemble "
+                                "as a predictor (paper Table 5)."),
+        "table6_confusion": (t6, t6, f"T1 confusion matrix, {t6.attrs.get('note')}, vs the paper's Table 6 "
+                                     "(our other stands in for melanoma)."),
+        "topk_by_class": (tk, fmt(tk), f"T2 top-k accuracy per T1 class (paper Fig. 4): {tk.attrs.get('note')}."),
+        "bleu_by_class": (bl, fmt(bl), f"T3 BLEU per T1 class (paper Section 4.2): {bl.attrs.get('note')}."),
+        "error_analysis": (ea, fmt(ea, {"count": 1, "rate": 3}),
+                           f"Error analysis (supplement Section 3): {ea.attrs.get('note')}."),
+        "claims": (cl, fmt_claims(cl), "The paper's claims: paired effect A $-$ B over p and seeds, 95% CI, verdict."),
+    }
+
+
+def report_figures(df: pd.DataFrame, tables: dict | None = None) -> dict[str, Any]:
+    """name -> matplotlib figure of every figure of the report."""
+    tables = tables or report_tables(df)
+    return {"metric_vs_p": plot_metric_vs_p(df), "tau": plot_tau(df),
+            "confusion": plot_confusion(tables["table6_confusion"][0]),
+            "topk_by_class": plot_topk_by_class(tables["topk_by_class"][0]),
+            "claims": plot_claims(tables["claims"][0])}
+
+
+def notebook_to_html(executed: Path, html: Path, title: str) -> Path:
+    """Self-contained HTML of an executed notebook, code and stderr hidden."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(str(executed), as_version=4)
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code":
+            cell["outputs"] = [o for o in cell.get("outputs", [])
+                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return atomic_write_text(html, body)
+
+
+def export_report(profile: str = "quick", results_root=None, out_dir=None, figures_dir=None,
+                  results_dir=None, run_notebook: bool = True, kernel_name: str = "python3",
+                  dpi: int = 100) -> dict[str, Any]:
+    """Build the report of ``profile``.
+
+    * executes ``notebooks/06_report.ipynb`` (papermill; parameters ``profile``, ``results_dir``)
+      into ``<out_dir>/06_report.ipynb`` and converts it to ``<out_dir>/report.html`` (code hidden);
+    * writes every table as LaTeX (``<out_dir>/tables/<name>.tex``) and its numbers as CSV;
+    * writes the figures as ``<figures_dir>/<profile>_<name>.png``.
+
+    ``out_dir`` defaults to ``results/<profile>/report``, ``figures_dir`` to ``figures/``.
+    Returns the paths written.
+    """
+    import matplotlib.pyplot as plt
+
+    folder = results_folder(profile, results_root, results_dir)
+    out = Path(out_dir) if out_dir else folder / "report"
+    figs_out = Path(figures_dir) if figures_dir else PROJECT_ROOT / "figures"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    figs_out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {"tables": [], "figures": []}
+
+    df = load_results(profile, results_dir=folder)
+    tables = report_tables(df)
+    for name, (num, disp, caption) in tables.items():
+        tex = out / "tables" / f"{name}.tex"
+        atomic_write_text(tex, to_latex(disp, caption, f"tab:{profile}-{name.replace('_', '-')}"))
+        num_out = num.drop(columns="result", errors="ignore")
+        atomic_write_text(tex.with_suffix(".csv"), num_out.to_csv())
+        written["tables"].append(tex)
+    for name, fig in report_figures(df, tables).items():
+        path = figs_out / f"{profile}_{name}.png"
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        written["figures"].append(path)
+    atomic_write_text(out / "headline.md", headline_markdown(profile, df=df))
+    written["headline"] = out / "headline.md"
+
+    if run_notebook:
+        import papermill
+
+        from repro.sweep.kernel import check_kernel
+
+        check_kernel(kernel_name)
+        nb_in = PROJECT_ROOT / "notebooks" / "06_report.ipynb"
+        executed = out / "06_report.ipynb"
+        with kernel_env():
+            papermill.execute_notebook(str(nb_in), str(executed), parameters={"profile": profile, "results_dir": str(folder)},
+                                       cwd=str(nb_in.parent), kernel_name=kernel_name, progress_bar=False,
+                                       log_output=False)
+        written["notebook"] = executed
+        written["html"] = notebook_to_html(executed, out / "report.html", f"Report — {profile}")
+    return written

@@ -1,0 +1,86 @@
+"""TODO docstring (from report)."""
+
+from __future__ import annotations
+
+import re
+import numpy as np
+import pandas as pd
+from repro.report.results import STATS
+
+
+def _fmt_num(v: float, digits: int) -> str:
+    return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
+    """Display form of a comparison table: per column group "mean ± std (n)" as ``ours`` beside
+    ``paper``; other columns (e.g. ``chosen``) kept. Missing values read "–"."""
+    if table is None or table.empty or not isinstance(table.columns, pd.MultiIndex):
+        return table
+    out = {}
+    for g in dict.fromkeys(table.columns.get_level_values(0)):
+        d = digits.get(g, 3) if isinstance(digits, dict) else digits
+        stats = list(table[g].columns)
+        if "mean" in stats and "n" in stats:
+            def ours(r, d=d):
+                if not r["n"]:
+                    return "–"
+                s = _fmt_num(r["mean"], d)
+                if r["n"] >= 2 and np.isfinite(r["std"]):
+                    s += f" ± {_fmt_num(r['std'], d)}"
+                return f"{s} ({int(r['n'])})"
+            out[(g, "ours")] = table[g].apply(ours, axis=1)
+            if "paper" in stats:
+                out[(g, "paper")] = table[(g, "paper")].map(lambda v, d=d: _fmt_num(v, d))
+            for s in stats:
+                if s not in STATS:
+                    out[(g, s)] = table[(g, s)]
+        else:
+            for s in stats:
+                col = table[(g, s)]
+                out[(g, s)] = col.map(lambda v, d=d: _fmt_num(v, d)) if col.dtype.kind == "f" else col
+    res = pd.DataFrame(out, index=table.index)
+    res.columns = pd.MultiIndex.from_tuples(res.columns)
+    return res
+
+
+def fmt_claims(claims: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Display form of :func:`repro.claims.claims_table`: signed effect, "[low, high]" intervals."""
+    if claims is None or claims.empty:
+        return claims
+
+    def ci(lo, hi):
+        return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+    def signed(v):
+        return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
+
+    return pd.DataFrame({
+        "claim": claims["claim"], "task": claims["task"], "comparison": claims["comparison"],
+        "p": claims["p"], "pairs": claims["n_pairs"], "effect": claims["effect"].map(signed),
+        "95% CI (t)": [ci(a, b) for a, b in zip(claims["ci_low"], claims["ci_high"])],
+        "95% CI (bootstrap)": [ci(a, b) for a, b in zip(claims["boot_low"], claims["boot_high"])],
+        "verdict": claims["verdict"], "paper effect": claims["paper_effect"].map(signed),
+    })
+
+
+_LATEX_UNICODE = {"τ": r"$\tau$", "−": "$-$", "∈": r"$\in$", "≥": r"$\geq$", "★": r"$\star$", "±": r"$\pm$",
+                  "–": "--", "…": r"\ldots{}", "<": "$<$", ">": "$>$"}
+
+
+def _escape_caption(text: str) -> str:
+    """Escape LaTeX specials in a caption (pandas does not); ``$…$`` math written on purpose is kept."""
+    return re.sub(r"([%&_#])", r"\\\1", text)
+
+
+def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
+    """Booktabs LaTeX of a (formatted) table; needs ``\\usepackage{booktabs}`` only."""
+    t = table.copy()
+    if isinstance(t.columns, pd.MultiIndex):
+        t.columns = pd.MultiIndex.from_tuples([tuple(str(x) for x in c) for c in t.columns])
+    tex = t.to_latex(escape=True, float_format="%.3f", na_rep="–", multicolumn=True, multicolumn_format="c",
+                     multirow=False, caption=_escape_caption(caption), label=label,
+                     index=not isinstance(t.index, pd.RangeIndex))
+    for k, v in _LATEX_UNICODE.items():
+        tex = tex.replace(k, v)
+    return tex

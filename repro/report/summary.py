@@ -1,0 +1,129 @@
+"""TODO docstring (from report)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+import numpy as np
+import pandas as pd
+from repro.names import P_VALUES
+from repro.report.claims import claims_table
+from repro.names import CODES
+from repro.report.formatting import _fmt_num
+from repro.report.per_class import best_model
+from repro.report.results import NOTEBOOK_OF, PAPER_TAUS, load_results
+from repro.report.tables import table5
+from repro.names import SUBSETS
+
+
+def _model_sort_key(stage: str, name: str) -> tuple:
+    """Study order: M1 subsets as in Table 3, the M1 ensemble, M2, M3, then the τ study by task and τ."""
+    rank = {"m1": 0, "ensemble": 1, "m2": 2, "m3": 3, "tau": 4}.get(stage, 5)
+    if stage == "m1":
+        return (rank, SUBSETS.index(name) if name in SUBSETS else 99, 0.0, name)
+    if stage == "tau":
+        m = re.fullmatch(r"(T[123])-tau([0-9.]+)", name)
+        return (rank, m.group(1) if m else name, float(m.group(2)) if m else 0.0, name)
+    return (rank, {"single": 0, "ensemble": 1}.get(name, 2), 0.0, name)
+
+
+def inventory(df: pd.DataFrame) -> pd.DataFrame:
+    """Number of seeds per model (rows) and p (columns)."""
+    if df is None or df.empty:
+        return pd.DataFrame()
+    inv = df.groupby(["stage", "name", "model", "p"])["seed"].nunique().unstack("p", fill_value=0).reset_index()
+    inv = inv.iloc[sorted(range(len(inv)), key=lambda i: _model_sort_key(inv["stage"].iloc[i], inv["name"].iloc[i]))]
+    inv = inv.drop(columns=["stage", "name"]).set_index("model")
+    inv.columns.name = "p"
+    return inv
+
+
+def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS) -> list[str]:
+    """What this report lacks, as sentences (empty list: everything expected is there).
+
+    Expected: every model of the study at every p and seed present anywhere in the results.
+    """
+    skipped = [] if df is None else list(df.attrs.get("skipped", []))
+    unread = [f"{len(skipped)} unreadable result file(s) skipped: {', '.join(skipped[:5])}"
+              + (" …" if len(skipped) > 5 else "")] if skipped else []
+    if df is None or df.empty:
+        return unread + ["no result files yet: run the notebooks 01–04 "
+                         "(e.g. `python -m repro sweep --profile <profile>`)"]
+    ps, seeds = sorted(set(df["p"])), sorted(set(df["seed"]))
+    expected = [("m1", s) for s in SUBSETS] + [("ensemble", "m1"), ("m2", "single"), ("m2", "ensemble"),
+                                               ("m3", "single"), ("m3", "ensemble")]
+    expected += [("tau", f"{t}-tau{tau:g}") for t in CODES for tau in taus]
+    have = set(zip(df["stage"], df["name"], df["p"], df["seed"]))
+    notes = []
+    by_stage: dict[str, list[str]] = {}
+    for stage, name in expected:
+        gaps = [f"p={p}" + ("" if len(seeds) == 1 else f" seed(s) {','.join(str(s) for s in seeds if (stage, name, p, s) not in have)}")
+                for p in ps if any((stage, name, p, s) not in have for s in seeds)]
+        if gaps:
+            by_stage.setdefault(stage, []).append(f"{stage}-{name} ({'; '.join(gaps)})")
+    for stage, items in by_stage.items():
+        notes.append(f"missing {', '.join(items)}: run notebooks/{NOTEBOOK_OF[stage]}.ipynb")
+    absent = [p for p in P_VALUES if p not in ps]
+    if absent:
+        notes.append(f"no runs at p = {', '.join(map(str, absent))} (the paper reports p = 15 … 70)")
+    if len(seeds) < 2:
+        notes.append(f"only {len(seeds)} seed: no standard deviations and no confidence intervals")
+    hashes = set(df["split_hash"].dropna())
+    if len(hashes) > 1:
+        notes.append(f"results come from {len(hashes)} different split files: comparisons mix splits")
+    return unread + notes
+
+
+def summary(df: pd.DataFrame, claims: pd.DataFrame | None = None, profile: str | None = None) -> dict[str, Any]:
+    """What ``06_report.json`` records: run counts per stage (and per p), best models, claims."""
+    counts = {} if df is None or df.empty else {s: int(n) for s, n in df["stage"].value_counts().items()}
+    per_p = {} if df is None or df.empty else {
+        s: {str(p): int(n) for p, n in g["p"].value_counts().sort_index().items()} for s, g in df.groupby("stage")}
+    best = {}
+    for task in CODES:
+        b = best_model(df, task)
+        best[task] = None if b is None else {k: b[k] for k in ("stage", "name", "model", "p", "val_score", "seeds")}
+    claims = claims if claims is not None else claims_table(df)
+    return {
+        "notebook": "06_report", "profile": profile,
+        "runs": int(0 if df is None else len(df)), "runs_per_stage": counts, "runs_per_stage_and_p": per_p,
+        "p_values": [] if df is None or df.empty else sorted(int(p) for p in set(df["p"])),
+        "seeds": [] if df is None or df.empty else sorted(int(s) for s in set(df["seed"])),
+        "best_models": best, "missing": missing(df),
+        "claims": claims.to_dict(orient="records"),
+    }
+
+
+def headline_markdown(profile: str = "quick", results_root=None, results_dir=None, df: pd.DataFrame | None = None,
+                      ps=(15, 70), with_claims: bool = True) -> str:
+    """Markdown for the README: this project vs the paper at p = 15 and 70 (T1/T2/T3 for M1, M2, M3,
+    M3+ensemble) and (``with_claims``) the claims' verdicts."""
+    if df is None:
+        df = load_results(profile, results_root, results_dir)
+    t5 = table5(df, ps=ps)
+    models = ("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")
+    head = ["model"] + [f"{tt} p={p}" for p in ps for tt in CODES]
+    lines = [f"Profile `{profile}`: ours (mean ± std over seeds) / paper. "
+             "T1 accuracy, T2 top-1 accuracy, T3 BLEU (the authors' sentence BLEU).", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for m in models:
+        cells = [m]
+        for p in ps:
+            for tt in CODES:
+                r = t5.loc[(m, p)]
+                ours = "–" if not r[(tt, "n")] else _fmt_num(r[(tt, "mean")], 3) + (
+                    f" ± {_fmt_num(r[(tt, 'std')], 3)}" if r[(tt, "n")] >= 2 else "")
+                cells.append(f"{ours} / {_fmt_num(r[(tt, 'paper')], 3)}")
+        lines.append("| " + " | ".join(cells) + " |")
+    if not with_claims:
+        return "\n".join(lines) + "\n"
+    n_seeds = 0 if df is None or df.empty else df["seed"].nunique()
+    lines += ["", f"Claims (paired differences over p × seed, {n_seeds} seed(s); 95% t-interval):", ""]
+    cl = claims_table(df)
+    for _, r in cl.iterrows():
+        eff = "–" if not np.isfinite(r["effect"]) else f"{r['effect']:+.3f}"
+        ci = "" if not np.isfinite(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        pe = "" if not np.isfinite(r["paper_effect"]) else f"; paper {r['paper_effect']:+.3f}"
+        lines.append(f"- {r['claim']} ({r['comparison']}, {r['task']}, p = {r['p']}): **{r['verdict']}**, "
+                     f"effect {eff}{ci}, {r['n_pairs']} pairs{pe}")
+    return "\n".join(lines) + "\n"

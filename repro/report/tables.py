@@ -1,0 +1,102 @@
+"""This project's numbers as tables, each beside the paper's (Tables 3–5)."""
+
+from __future__ import annotations
+
+import pandas as pd
+from repro.report.paper import paper_value
+import numpy as np
+from repro.report.claims import MODELS
+from repro.names import METRIC_COL, CODES
+from repro.report.results import PAPER_TAUS, RESULT_COLUMNS, STATS, _ps, _select, _stats
+from repro.names import SUBSETS
+from repro.report.results import _frame
+from repro.report.results import metric_of
+
+
+def compare_rows(results: dict[str, dict], p: int, table: str, model_of=lambda name: "M1",
+                 train_tasks_of=lambda name: name) -> pd.DataFrame:
+    """One row per run name: ours vs the paper for T1/T2/T3 at fraction ``p``."""
+    rows = []
+    for name, res in results.items():
+        row = {"run": name}
+        for tt in ("T1", "T2", "T3"):
+            row[(tt, "ours")] = metric_of(res, tt)
+            row[(tt, "paper")] = paper_value(table, model_of(name), train_tasks_of(name), tt, p)
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index("run")
+    df.columns = pd.MultiIndex.from_tuples(df.columns)
+    return df
+
+
+def _compare(df: pd.DataFrame, specs: list[tuple[str, str, str, tuple | None]], ps: list[int],
+             index_name: str) -> pd.DataFrame:
+    rows = {}
+    for label, stage, name, ref in specs:
+        for p in ps:
+            sel = _select(df, stage, name, p)
+            row = {}
+            for tt in CODES:
+                st = _stats(sel[METRIC_COL[tt]]) if not sel.empty else _stats([])
+                paper = paper_value(ref[0], ref[1], ref[2], tt, p) if ref else float("nan")
+                row.update({(tt, "mean"): st["mean"], (tt, "std"): st["std"], (tt, "n"): st["n"], (tt, "paper"): paper})
+            rows[(label, p)] = row
+    return _frame(rows, [index_name, "p"], CODES)
+
+
+def table3(df: pd.DataFrame, ps=None) -> pd.DataFrame:
+    """Paper Table 3: M1 per task subset × p, T1 accuracy / T2 top-1 / T3 BLEU, beside the paper.
+
+    Rows ``(train tasks, p)`` for the p values of our results (all five when there are none).
+    """
+    ps = _ps(df, ps)
+    specs = [(s, "m1", s, ("paper_table3", "M1", s)) for s in SUBSETS]
+    return _compare(df, specs, ps, "train tasks")
+
+
+def table5(df: pd.DataFrame, ps=None) -> pd.DataFrame:
+    """Paper Table 5 rows 4–7 (M2, M2+ensemble, M3, M3+ensemble) with the M1 {T1,T2,T3} baseline
+    (Table 3 row 7) and the M1 teacher ensemble evaluated as a predictor (no paper counterpart)."""
+    ps = _ps(df, ps)
+    specs = [(label, s, n, ref) for label, (s, n, ref) in MODELS.items()]
+    return _compare(df, specs, ps, "model")
+
+
+def _tau_choices(df: pd.DataFrame) -> pd.DataFrame:
+    """τ chosen on validation per (task, p, seed): the highest ``val_score``, ties to the smaller τ."""
+    if df is None or df.empty:
+        return pd.DataFrame(columns=["tau_task", "p", "seed", "tau"])
+    t = df[(df["stage"] == "tau") & df["val_score"].notna()]
+    if t.empty:
+        return pd.DataFrame(columns=["tau_task", "p", "seed", "tau"])
+    t = t.sort_values(["val_score", "tau"], ascending=[False, True])
+    return t.groupby(["tau_task", "p", "seed"], as_index=False).first()[["tau_task", "p", "seed", "tau"]]
+
+
+def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
+    """Paper Table 4: single-task KD (M3 stage on the unlabeled set) per τ × p, for each task.
+
+    Extra stat ``chosen``: for how many seeds this τ had the best validation score (how the
+    study picks τ; never on test).
+    """
+    ps = _ps(df, ps, stage="tau")
+    taus = sorted(set(PAPER_TAUS) | (set(df.loc[df["stage"] == "tau", "tau"].dropna().astype(float))
+                                     if df is not None and not df.empty else set()))
+    chosen = _tau_choices(df)
+    rows = {}
+    for tau in taus:
+        for p in ps:
+            row = {}
+            for tt in CODES:
+                if df is None or df.empty:
+                    sel = pd.DataFrame(columns=RESULT_COLUMNS)
+                else:
+                    sel = df[(df["stage"] == "tau") & (df["tau_task"] == tt) & (df["p"] == p)
+                             & np.isclose(df["tau"].astype(float).fillna(-1), tau)]
+                st = _stats(sel[METRIC_COL[tt]])
+                n_chosen = int(((chosen["tau_task"] == tt) & (chosen["p"] == p)
+                                & np.isclose(chosen["tau"].astype(float), tau)).sum()) if not chosen.empty else 0
+                row.update({(tt, "mean"): st["mean"], (tt, "std"): st["std"], (tt, "n"): st["n"],
+                            (tt, "paper"): paper_value("paper_table4", "M3", tt, tt, p, temperature=tau),
+                            (tt, "chosen"): n_chosen})
+            rows[(tau, p)] = row
+    return _frame(rows, ["τ", "p"], CODES, STATS + ("chosen",))

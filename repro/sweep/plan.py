@@ -1,0 +1,241 @@
+"""TODO docstring (from study)."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from repro.names import P_VALUES
+from repro.errors import ConfigError
+from repro.paths import PROJECT_ROOT, results_dir as default_results_dir
+from repro.profiles import get_profile
+
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+
+
+MANAGED_PARAMS = ("profile", "p", "seed", "data_root", "results_dir")
+
+
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass
+class Run:
+    """One notebook for one ``(profile, p, seed)``: what to execute and where its outputs go."""
+
+    notebook: Path
+    parameters: dict[str, Any]
+    result: Path
+    executed: Path
+    profile: str
+    results_dir: Path
+    number: int
+    p: int | None = None
+    seed: int | None = None
+
+    @property
+    def stem(self) -> str:
+        return self.notebook.stem
+
+    @property
+    def per_run(self) -> bool:
+        """Expanded over p x seed (``False``: runs once per profile)."""
+        return self.p is not None
+
+    @property
+    def key(self) -> str:
+        """Identity in ``sweep.json``: ``<stem>`` or ``<stem>/p<p>/seed<seed>``."""
+        return f"{self.stem}/p{self.p}/seed{self.seed}" if self.per_run else self.stem
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem} p{self.p} seed{self.seed}" if self.per_run else self.stem
+
+    @property
+    def partial(self) -> Path:
+        """Temporary path of the executed notebook while it runs (renamed when the run ends)."""
+        return self.executed.with_name(f".{self.executed.stem}.{os.getpid()}.partial.ipynb")
+
+
+@dataclass
+class _Notebook:
+    path: Path
+    number: int
+    params: dict[str, Any]
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def per_run(self) -> bool:
+        return "p" in self.params
+
+
+def _number(stem: str) -> int | None:
+    m = re.match(r"(\d+)", stem)
+    return int(m.group(1)) if m else None
+
+
+def resolve_notebook(name: str | os.PathLike, notebooks_dir: str | os.PathLike | None = None) -> Path:
+    """A notebook given as a number (``"01"``), a stem (``"01_m1_teachers"``), a unique stem prefix or a path."""
+    folder = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
+    text = str(name)
+    if text.endswith(".ipynb") or "/" in text or os.sep in text:
+        for cand in (Path(text).expanduser(), folder / text):
+            if cand.is_file():
+                return cand.resolve()
+        raise ConfigError(f"notebook {text} does not exist")
+    available = sorted(folder.glob("*.ipynb"))
+    if text.isdigit():
+        matches = [a for a in available if _number(a.stem) == int(text)]
+    else:
+        matches = [a for a in available if a.stem == text] or [a for a in available if a.stem.startswith(text)]
+    if len(matches) == 1:
+        return matches[0].resolve()
+    if len(matches) > 1:
+        raise ConfigError(f"notebook {text!r} is ambiguous in {folder}: {[m.name for m in matches]}")
+    paired = sorted(q.name for q in folder.glob("*.py") if (_number(q.stem) == int(text) if text.isdigit() else q.stem.startswith(text)))
+    hint = (f" Only the jupytext script(s) {paired} exist: create the notebook with "
+            f"`jupytext --to ipynb {folder}/<name>.py` (or `jupytext --sync`).") if paired else ""
+    raise ConfigError(
+        f"no notebook {text!r} in {folder}; available: {[a.stem for a in available] or 'none'}.{hint}")
+
+
+def all_notebooks(notebooks_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Every numbered notebook of a folder, in numbered order."""
+    folder = Path(notebooks_dir) if notebooks_dir else NOTEBOOKS_DIR
+    return sorted((q.resolve() for q in folder.glob("*.ipynb") if _number(q.stem) is not None),
+                  key=lambda q: (_number(q.stem), q.stem))
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, Any]:
+    """The parameters a notebook declares in its ``parameters`` cell: ``{name: default (as source text)}``."""
+    import papermill
+
+    info = papermill.inspect_notebook(str(path))
+    return {k: v.get("default") for k, v in info.items()}
+
+
+def _inspect(path: Path) -> _Notebook:
+    number = _number(path.stem)
+    if number is None:
+        raise ConfigError(f"notebook {path.name} has no number; sweeps run numbered notebooks (NN_name.ipynb)")
+    params = notebook_parameters(path)
+    if ("p" in params) != ("seed" in params):
+        raise ConfigError(
+            f"notebook {path.name} declares {'p' if 'p' in params else 'seed'} but not "
+            f"{'seed' if 'p' in params else 'p'}; the notebook contract wants both (one run per p and seed) or neither")
+    return _Notebook(path, number, params)
+
+
+def _check_ps(ps: Iterable[int]) -> list[int]:
+    out = list(dict.fromkeys(int(p) for p in ps))
+    bad = [p for p in out if p not in P_VALUES]
+    if bad:
+        raise ConfigError(f"p = {bad} is not an allowed training fraction; choose from {list(P_VALUES)}")
+    return out
+
+
+def _check_seeds(seeds: Iterable[int]) -> list[int]:
+    out = list(dict.fromkeys(int(s) for s in seeds))
+    bad = [s for s in out if s < 0]
+    if bad:
+        raise ConfigError(f"seed {bad} is negative; seeds are non-negative integers")
+    return out
+
+
+def plan_sweep(
+    notebooks: Sequence[str | os.PathLike] | None,
+    profile: str,
+    ps: Iterable[int] = P_VALUES,
+    seeds: Iterable[int] = DEFAULT_SEEDS,
+    results_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    extra_params: dict[str, Any] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+) -> list[Run]:
+    """The runs of a sweep, in the order they must execute.
+
+    Notebooks whose parameters cell has ``p`` and ``seed`` expand over
+    ``seeds x ps``; the others run once per profile.  Order: once-notebooks
+    numbered before the first per-run notebook (``00_data``), then for each
+    seed, for each p, the per-run notebooks in numbered order (a later
+    notebook reads the earlier ones' outputs for the same p and seed), then
+    the remaining once-notebooks (``06_report``).  Seeds are the outer loop so
+    that a sweep stopped early holds complete p-curves for its first seeds.
+
+    Only parameters a notebook declares are passed to it; ``results_dir`` is
+    always ``<results_root>/<profile>`` (default ``results/<profile>``) and
+    ``data_root`` is passed only when given.  ``extra_params`` go to the
+    notebooks that declare them; a key no notebook declares is an error.
+    """
+    get_profile(profile)
+    ps, seeds = _check_ps(ps), _check_seeds(seeds)
+    names = list(notebooks) if notebooks else all_notebooks(notebooks_dir)
+    if not names:
+        raise ConfigError(f"no numbered notebooks in {notebooks_dir or NOTEBOOKS_DIR}")
+    paths = list(dict.fromkeys(resolve_notebook(n, notebooks_dir) for n in names))
+    specs = sorted((_inspect(q) for q in paths), key=lambda s: (s.number, s.stem))
+
+    extra = dict(extra_params or {})
+    managed = sorted(set(extra) & set(MANAGED_PARAMS))
+    if managed:
+        raise ConfigError(f"{managed} are set by the sweep itself (use --profile/--p/--seeds/--data-root/--results-root)")
+    declared = set().union(*(s.params for s in specs))
+    unknown = sorted(set(extra) - declared)
+    if unknown:
+        raise ConfigError(f"parameter(s) {unknown} are declared by none of {[s.stem for s in specs]}; "
+                          f"declared: {sorted(declared)}")
+
+    rdir = default_results_dir(profile, Path(results_root).expanduser().resolve() if results_root else None)
+    if results_root and any("results_dir" not in s.params for s in specs):
+        bad = [s.stem for s in specs if "results_dir" not in s.params]
+        raise ConfigError(f"notebook(s) {bad} have no results_dir parameter, so their results cannot go to {rdir}")
+    per = [s for s in specs if s.per_run]
+    if per and not ps:
+        raise ConfigError(f"notebook(s) {[s.stem for s in per]} run per p and seed: give at least one p")
+    if per and not seeds:
+        raise ConfigError(f"notebook(s) {[s.stem for s in per]} run per p and seed: give at least one seed")
+    first_per = min((s.number for s in per), default=None)
+    head = [s for s in specs if not s.per_run and (first_per is None or s.number < first_per)]
+    tail = [s for s in specs if not s.per_run and s not in head]
+
+    def make(spec: _Notebook, p: int | None, seed: int | None) -> Run:
+        values: dict[str, Any] = {"profile": profile, "p": p, "seed": seed, "results_dir": str(rdir)}
+        if data_root is not None:
+            values["data_root"] = str(Path(data_root).expanduser().resolve())
+        values.update(extra)
+        params = {k: v for k, v in values.items() if k in spec.params}
+        if spec.per_run:
+            result = rdir / f"p{p}" / f"seed{seed}" / f"{spec.stem}.json"
+            executed = rdir / "executed" / spec.stem / f"p{p}-seed{seed}.ipynb"
+        else:
+            result = rdir / f"{spec.stem}.json"
+            executed = rdir / "executed" / f"{spec.stem}.ipynb"
+        return Run(spec.path, params, result, executed, profile, rdir, spec.number, p, seed)
+
+    runs = [make(s, None, None) for s in head]
+    for seed, p in itertools.product(seeds, ps):
+        runs += [make(s, p, seed) for s in per]
+    runs += [make(s, None, None) for s in tail]
+    return runs
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as JSON or a Python literal, else kept as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise ConfigError(f"--param wants KEY=VALUE with a Python identifier as KEY, got {text!r}")
+    for reader in (json.loads, ast.literal_eval):
+        try:
+            return key.strip(), reader(value)
+        except (ValueError, SyntaxError):
+            pass
+    return key.strip(), value

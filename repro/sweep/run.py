@@ -1,0 +1,252 @@
+"""Batch runs of the numbered notebooks with papermill: plan, run, resume (DESIGN.md §1, §6).
+
+A *run* is one notebook executed for one ``(profile, p, seed)``.  Every notebook
+follows one contract: its first code cell is tagged ``parameters`` and defines
+some of ``profile, p, seed, data_root, results_dir``; when it finishes it writes
+ONE result JSON,
+
+* ``<results_dir>/p<p>/seed<seed>/<stem>.json`` if it has ``p`` and ``seed`` parameters,
+* ``<results_dir>/<stem>.json`` otherwise (``00_data``, ``06_report``).
+
+The result JSON is what counts: a run whose result exists is complete and a
+resumed sweep skips it; a run killed half-way has no result (the notebook writes
+it last) and is run again.  Executed notebooks are written under a temporary
+name and renamed when the run ends, so a half-executed notebook never sits at
+the final path; they live in ``<results_dir>/executed/`` (git-ignored).
+
+Each sweep appends one *segment* to ``<results_dir>/sweep.json`` (atomic
+rewrites after every run) with the runs' status and wall time, peak memory,
+git commit and timestamps; a resumed sweep adds a segment, so the file keeps
+the whole history.  One sweep at a time may use a results folder (lock file
+``.sweep.lock``, a stale lock of a dead process is taken over).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+from repro.errors import ConfigError
+from repro.io import read_json
+from repro.provenance import git_commit
+from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel
+from repro.sweep.lock import _signals_as_interrupt, _sweep_lock
+from repro.sweep.plan import Run
+from repro.sweep.record import RunOutcome, SweepReport, _MemorySampler, _SweepRecord, _error_line, _fmt_s
+from repro.sweep.lock import _now
+from repro.names import SWEEP_FILE
+from repro.sweep.kernel import kernel_env
+from repro.paths import project_relative
+
+
+try:  # psutil samples the kernels' memory while they run (getrusage only sees reaped children)
+    import psutil
+except ImportError:  # pragma: no cover - psutil is a declared dependency
+    psutil = None
+
+
+PARTIAL_GLOB = ".*.partial.ipynb"
+
+
+def _clean_partials(folder: Path) -> None:
+    """Remove half-written executed notebooks of killed sweeps (the caller holds the lock)."""
+    executed = folder / "executed"
+    if executed.is_dir():
+        for q in executed.rglob(PARTIAL_GLOB):
+            q.unlink(missing_ok=True)
+
+
+def _execute(run: Run, kernel_name: str) -> None:
+    import papermill
+
+    run.executed.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(
+        str(run.notebook), str(run.partial), parameters=run.parameters, cwd=str(run.notebook.parent),
+        kernel_name=kernel_name, progress_bar=False, log_output=False,
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-run transport warnings in sweep logs
+    )
+
+
+def run_sweep(
+    runs: Sequence[Run],
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    stop_on_error: bool = False,
+    kernel_name: str | None = None,
+    command: str = "sweep",
+) -> SweepReport:
+    """Execute ``runs`` in order with papermill; resumable; records ``sweep.json``.
+
+    * A run whose result JSON exists is skipped (unless ``force``).
+    * A failing run keeps its executed notebook (with the error in it) and is
+      reported with the error's last line; the sweep goes on, but later runs of
+      the same (p, seed) with a higher notebook number are skipped ("depends on
+      failed <stem>"), and a failed once-notebook (``00_data``) blocks every
+      later-numbered run.  ``stop_on_error`` stops at the first failure.
+    * A run that ends without writing its result JSON counts as failed.
+    * Ctrl-C or SIGTERM: the kernel is shut down, the half-executed notebook is
+      removed, ``sweep.json`` records the segment as interrupted, and the
+      ``KeyboardInterrupt`` (:class:`SweepInterrupted` for SIGTERM) is re-raised;
+      rerunning the same command resumes.
+    * Every run uses the kernel ``kernel_name`` (default ``python3``), which must
+      start this interpreter (:func:`check_kernel`); kernels import ``repro``
+      from this checkout.
+    """
+    from tqdm import tqdm
+
+    runs = list(runs)
+    emit = tqdm.write if log is print else log
+    if not runs:
+        emit("nothing to run")
+        return SweepReport([])
+    folders = {r.results_dir for r in runs}
+    if len(folders) != 1:
+        raise ConfigError(f"one sweep writes to one results folder; these runs use {sorted(map(str, folders))}")
+    folder = folders.pop()
+    kernel = kernel_name or DEFAULT_KERNEL
+    kernel_cmd = check_kernel(kernel)
+    outcomes = [RunOutcome(r) for r in runs]
+
+    with _sweep_lock(folder, emit):
+        _clean_partials(folder)
+        t0 = time.monotonic()
+        segment: dict[str, Any] = {
+            "command": command, "status": "running", "profile": runs[0].profile,
+            "started": _now(), "updated": None, "finished": None, "wall_s": 0.0, "peak_memory_mb": None,
+            "notebooks": list(dict.fromkeys(r.stem for r in runs)),
+            "ps": sorted({r.p for r in runs if r.p is not None}),
+            "seeds": sorted({r.seed for r in runs if r.seed is not None}),
+            "force": force, "stop_on_error": stop_on_error, "git_commit": git_commit(),
+            "host": socket.gethostname(), "pid": os.getpid(), "python": sys.executable,
+            "python_version": sys.version.split()[0], "kernel": kernel, "kernel_command": kernel_cmd,
+            "counts": {}, "runs": [o.to_dict() for o in outcomes],
+        }
+        record = _SweepRecord(folder / SWEEP_FILE, segment, emit)
+        bar = tqdm(total=len(runs), unit="run", desc=f"sweep {runs[0].profile}", dynamic_ncols=True)
+        current: dict[str, Any] = {"name": "", "t": 0.0, "shown": 0.0}
+        live = sys.stderr.isatty()
+
+        def on_sample(mb: float) -> None:  # elapsed time and memory of the current run, every 2 s on a terminal
+            now = time.monotonic()
+            if current["name"] and now - current["shown"] >= 2.0:
+                current["shown"] = now
+                bar.set_postfix_str(f"{current['name']} {now - current['t']:.0f}s {mb:.0f}MiB", refresh=live)
+
+        sampler = _MemorySampler(on_sample=on_sample).start()
+        failed_at: dict[tuple[int, int] | None, tuple[int, str]] = {}
+        interrupted: BaseException | None = None
+
+        def save(i: int) -> None:
+            segment["runs"][i] = outcomes[i].to_dict()
+            segment["counts"] = {s: sum(o.status == s for o in outcomes)
+                                 for s in ("done", "skipped", "failed", "running", "interrupted", "not run", "pending")}
+            segment["wall_s"] = round(time.monotonic() - t0, 3)  # so far: a killed segment keeps its last value
+            segment["updated"] = _now()
+            record.save()
+
+        try:
+            with kernel_env(), _signals_as_interrupt():
+                for i, (run, out) in enumerate(zip(runs, outcomes)):
+                    bar.set_postfix_str(run.name)
+                    blocker = _blocker(run, failed_at)
+                    if run.result.exists() and not force:
+                        out.status, out.reason = "skipped", "result exists"
+                    elif blocker:
+                        out.status, out.reason = "skipped", f"depends on failed {blocker}"
+                    elif stop_on_error and any(o.status == "failed" for o in outcomes):
+                        out.status, out.reason = "not run", "stopped after a failure"
+                    else:
+                        _run_one(run, out, kernel, sampler, current, emit, i, len(runs), segment, save)
+                        if out.status == "failed":
+                            key = (run.p, run.seed) if run.per_run else None
+                            failed_at[key] = min(failed_at.get(key, (run.number, run.stem)), (run.number, run.stem))
+                    if out.status in ("skipped", "not run"):
+                        emit(f"[{i + 1}/{len(runs)}] {run.name}: {out.label}")
+                    save(i)
+                    bar.update(1)
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+        except BaseException:
+            segment["status"] = "crashed"
+            raise
+        finally:
+            current["name"] = ""
+            bar.close()
+            segment["peak_memory_mb"] = sampler.stop()
+            segment["wall_s"] = round(time.monotonic() - t0, 3)
+            segment["finished"] = _now()
+            if segment["status"] == "running":
+                segment["status"] = "interrupted" if interrupted else "finished"
+            for o in outcomes:
+                if o.status in ("pending", "running"):
+                    o.status, o.reason = ("interrupted", None) if o.started else ("not run", "sweep interrupted")
+            for i in range(len(outcomes)):
+                segment["runs"][i] = outcomes[i].to_dict()
+            save(len(outcomes) - 1)
+
+    report = SweepReport(outcomes, segment["wall_s"], segment["peak_memory_mb"], interrupted is not None,
+                         folder / SWEEP_FILE)
+    emit(report.summary())
+    if interrupted is not None:
+        emit("sweep interrupted: completed runs keep their results; run the same command again to resume")
+        raise interrupted
+    return report
+
+
+def _blocker(run: Run, failed_at: dict[tuple[int, int] | None, tuple[int, str]]) -> str | None:
+    """Stem of a failed earlier run this run depends on (same p and seed, or a failed once-notebook)."""
+    hits = [failed_at.get(None)] + ([failed_at.get((run.p, run.seed))] if run.per_run else [])
+    for hit in hits:
+        if hit and hit[0] < run.number:
+            return hit[1]
+    return None
+
+
+def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: _MemorySampler, current: dict[str, Any],
+             emit: Callable[[str], None], i: int, n: int, segment: dict[str, Any],
+             save: Callable[[int], None]) -> None:
+    from papermill.exceptions import PapermillExecutionError
+
+    out.status, out.started = "running", _now()
+    current.update(name=run.name, t=time.monotonic())
+    save(i)
+    sampler.start_run()
+    t = time.monotonic()
+    partial = run.partial
+    for stale in run.executed.parent.glob(f".{run.executed.stem}.*.partial.ipynb"):
+        stale.unlink(missing_ok=True)
+    try:
+        _execute(run, kernel)
+    except PapermillExecutionError as exc:
+        out.status, out.error = "failed", _error_line(exc)
+    except KeyboardInterrupt:
+        out.status = "interrupted"
+        partial.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other failure of one run is reported, the sweep goes on
+        out.status, out.error = "failed", _error_line(exc)
+    else:
+        out.status = "done"
+    finally:
+        out.wall_s = time.monotonic() - t
+        out.finished = _now()
+        out.peak_memory_mb = sampler.end_run()
+        current["name"] = ""
+    if out.status == "done":
+        try:
+            read_json(run.result)
+        except FileNotFoundError:
+            out.status, out.error = "failed", f"the notebook finished but wrote no result at {run.result}"
+        except (OSError, ValueError) as exc:
+            out.status, out.error = "failed", f"unreadable result {run.result}: {exc}"
+    if partial.exists():
+        os.replace(partial, run.executed)
+        out.executed = run.executed
+    if out.status == "done":
+        emit(f"[{i + 1}/{n}] {run.name}: done in {_fmt_s(out.wall_s)} -> {project_relative(run.result)}")
+    else:
+        emit(f"[{i + 1}/{n}] {run.name}: FAILED after {_fmt_s(out.wall_s)}: {out.error}"
+             + (f"\n    executed notebook: {out.executed}" if out.executed else ""))
