@@ -19,7 +19,7 @@
 # The paper (§4.1, Tables 1–2, Fig. 3) trains on a private set of fundus photographs with three
 # targets per image: a coarse disease class (T1), a fine-grained diagnosis (T2) and a short
 # diagnostic text (T3). This study uses the public ODIR-5K photographs instead, and derives the
-# three targets from each eye's diagnostic keywords (DESIGN.md §2, `repro.labels`):
+# three targets from each eye's diagnostic keywords (docs/design.md §2, `repro.data.labels`):
 #
 # - **T1** `paper5`: normal, dr, amd, glaucoma, other ("other" stands in for the paper's melanoma);
 #   an eye with several categories takes the first of dr > amd > glaucoma > other > normal;

@@ -59,7 +59,7 @@ ens = evaluate_ensemble(ctx)
 # ## M2 with a single teacher and with the ensemble
 
 # %%
-m2 = {"M2": run_m2(ctx, ensemble=False, taus=tau), "M2+ensemble": run_m2(ctx, ensemble=True, taus=tau)}
+m2 = {"M2": run_m2(ctx, ensemble=False, taus=taus), "M2+ensemble": run_m2(ctx, ensemble=True, taus=taus)}
 fig = learning_curves(m2, title=f"M2, {profile}, p={p}, seed={seed}")
 
 # %% [markdown]

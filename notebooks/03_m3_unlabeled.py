@@ -49,7 +49,7 @@ tau = resolve_taus(ctx, taus)
 print("temperatures per task:", tau, "| unlabeled images:", len(ctx.indices(unlabeled=(ctx.profile.unlabeled, p))))
 
 # %%
-m3 = {"M3": run_m3(ctx, ensemble=False, taus=tau), "M3+ensemble": run_m3(ctx, ensemble=True, taus=tau)}
+m3 = {"M3": run_m3(ctx, ensemble=False, taus=taus), "M3+ensemble": run_m3(ctx, ensemble=True, taus=taus)}
 fig = learning_curves(m3, title=f"M3, {profile}, p={p}, seed={seed}")
 
 # %% [markdown]

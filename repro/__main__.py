@@ -1,4 +1,4 @@
-"""TODO docstring (from __main__)."""
+"""``python -m repro``: the command line (:mod:`repro.cli`)."""
 
 from repro.cli import main
 

@@ -1,4 +1,4 @@
-"""Device choice, seeding and determinism (DESIGN.md §4, §6)."""
+"""Device choice, seeding and determinism (docs/design.md §4, §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Error types with one clear message each (DESIGN.md §7).
+"""Error types with one clear message each (docs/design.md §7).
 
 Every error names the file, row or value at fault and says what to do, so
 that a user never has to read a stack trace from deep inside torch.

@@ -1,10 +1,19 @@
-"""Result files: atomic JSON writes and the provenance every run records (DESIGN.md §6)."""
+"""Atomic file writes, one way for every file the project writes (docs/design.md §6).
+
+Every writer goes through :func:`atomic_path`: the content is written to a temp file
+beside the target, with a name unique to this process, then renamed into place with
+``os.replace``; a reader never sees half a file, and two processes never share a temp
+file. On top of it: :func:`atomic_write_text`, :func:`write_json`, :func:`atomic_save`
+(a binary payload written through a file object: ``np.save``, ``np.savez``, ``torch.save``).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 import numpy as np
@@ -22,25 +31,46 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` (same suffix, so ``np.save`` and ``savefig`` keep the format);
+    on success it replaces ``path``, on any error it is removed. Parent folders are created."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def _default_mode(tmp: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (fsync'd, with the usual file mode)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        _default_mode(tmp)
+    return Path(path)
+
+
+def atomic_save(path: str | os.PathLike, save: Callable[[Any], None]) -> Path:
+    """``save(binary_file)`` into ``path`` atomically, e.g. ``lambda f: torch.save(payload, f)``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            save(f)
+        _default_mode(tmp)
+    return Path(path)
 
 
 def _clean(o: Any) -> Any:

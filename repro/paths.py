@@ -19,7 +19,7 @@ ODIR_HELP = (
 
 
 def data_root_candidates(explicit: str | os.PathLike | None = None) -> list[Path]:
-    """Candidate data roots in resolution order (DESIGN.md §2)."""
+    """Candidate data roots in resolution order (docs/design.md §2)."""
     out: list[Path] = []
     if explicit:
         out.append(Path(explicit))

@@ -1,4 +1,4 @@
-"""The three run profiles, defined in one place (DESIGN.md §4).
+"""The three run profiles, defined in one place (docs/design.md §4).
 
 ``smoke``  CI: a few hundred images, low resolution, 1-2 epochs, minutes.
 ``quick``  CPU: EfficientNet-Lite0, frozen trunk with cached features, all stages, all p, 3 seeds.

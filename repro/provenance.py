@@ -1,4 +1,4 @@
-"""TODO docstring (from runio)."""
+"""Provenance every run records: the git commit, library versions and peak memory (docs/design.md §6)."""
 
 from __future__ import annotations
 

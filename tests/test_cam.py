@@ -1,4 +1,4 @@
-"""Grad-CAM per head (repro.cam): the head wrapper, the maps, prediction colours, image choice, the Fig. 5 grid."""
+"""Grad-CAM per head (repro.analysis.cam): the head wrapper, the maps, prediction colours, image choice, the Fig. 5 grid."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data set adapters (repro.datasets): the real ODIR-5K manifest, the manifest CSV layout, bad input."""
+"""Data set adapters (repro.data.sources): the real ODIR-5K manifest, the manifest CSV layout, bad input."""
 
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""Decode-once image cache (repro.imagecache) on a tiny ODIR folder, and prepare_data with bad images."""
+"""Decode-once image cache (repro.data.imagecache) on a tiny ODIR folder, and prepare_data with bad images."""
 
 import numpy as np
 import pytest

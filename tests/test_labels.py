@@ -1,4 +1,4 @@
-"""Keyword handling (repro.labels): splitting, canonical spelling, the keyword table, T1/T2/T3 labels."""
+"""Keyword handling (repro.data.labels): splitting, canonical spelling, the keyword table, T1/T2/T3 labels."""
 
 import pandas as pd
 import pytest

@@ -1,4 +1,4 @@
-"""Tests of repro.losses: KD properties and golden values of the stage losses (Eq. 1-3)."""
+"""Tests of repro.distill.losses: KD properties and golden values of the stage losses (Eq. 1-3)."""
 
 import math
 import warnings

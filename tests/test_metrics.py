@@ -1,4 +1,4 @@
-"""Tests of repro.metrics against hand-computed values (and sklearn / nltk where useful)."""
+"""Tests of repro.engine.metrics against hand-computed values (and sklearn / nltk where useful)."""
 
 import json
 import math

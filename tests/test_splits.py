@@ -1,4 +1,4 @@
-"""Patient-level, stratified, nested splits (repro.splits) and the data facade (repro.data) on the real data."""
+"""Patient-level, stratified, nested splits (repro.data.splits) and the data facade (repro.data) on the real data."""
 
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""The papermill sweep runner (repro.study): plan, resume after a kill, skip, failures.
+"""The papermill sweep runner (repro.sweep.run): plan, resume after a kill, skip, failures.
 
 Fixture notebooks in tests/fixtures/study follow the notebook contract:
 ``00_once`` (no p/seed), ``01_fake`` (per run; can sleep and fail),

@@ -1,4 +1,4 @@
-"""Captions as tokens (repro.text): data-free tokenizer, vocabulary, encode/decode."""
+"""Captions as tokens (repro.data.captions): data-free tokenizer, vocabulary, encode/decode."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from cam)."""
+"""Grad-CAM of each head: class-score (T1, T2) or caption log-likelihood (T3) targets on the encoder's last stage (paper Fig. 5; docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Grad-CAM for each head of :class:`~repro.models.MTLNet` (paper §4.4 and Fig. 5; DESIGN.md §5).
+"""Grad-CAM for each head of :class:`~repro.models.mtlnet.MTLNet` (paper §4.4 and Fig. 5; docs/design.md §5).
 
 Grad-CAM (Selvaraju et al., ICCV 2017; the paper's ref. [50]) weighs the
 channels of a convolutional feature map ``A`` by the spatial mean of the
@@ -52,6 +52,7 @@ from repro.paths import PROJECT_ROOT
 from repro.analysis.cam import _device, cam_maps
 from repro.paths import project_relative
 from repro.names import CODE_OF
+from repro.io import atomic_path
 
 
 
@@ -381,9 +382,6 @@ def default_figures_dir() -> Path:
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> Path:
     """Save ``fig`` as PNG at ``dpi`` (folders created; written under a temp name, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    return Path(path)

@@ -1,4 +1,4 @@
-"""Captions as token ids (T3, DESIGN.md §2): nltk tokenisation and a small vocabulary.
+"""Captions as token ids (T3, docs/design.md §2): nltk tokenisation and a small vocabulary.
 
 The tokenizer is nltk's Treebank tokenizer, which needs no downloaded data
 (``punkt`` is not required): ``"age-related macular degeneration, drusen"`` ->

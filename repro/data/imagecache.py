@@ -1,4 +1,4 @@
-"""Decode-once image cache (DESIGN.md §2): every JPEG is decoded and resized once per resolution.
+"""Decode-once image cache (docs/design.md §2): every JPEG is decoded and resized once per resolution.
 
 The cache is a ``.npy`` file (uint8, ``[N, size, size, 3]``, manifest order)
 opened as a read-only memory map, under ``<cache_dir>/images/``. Its name holds
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from multiprocessing import get_context
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from repro.errors import DataError
 from repro.paths import cache_dir
 from repro.io import write_json
+from repro.io import atomic_path
 
 
 #: below this many images one process decodes them (starting a pool costs more than it saves)
@@ -83,12 +83,9 @@ def _build(manifest: pd.DataFrame, size: int, npy: Path, info: Path, skip_bad_im
     n = len(manifest)
     paths = manifest["path"].astype(str).tolist()
     images = manifest["image"].astype(str).tolist()
-    npy.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.stem}.", suffix=".npy.tmp")
-    os.close(fd)
     bad: list[str] = []
     t0 = time.perf_counter()
-    try:
+    with atomic_path(npy) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
         jobs = [(i, p, size) for i, p in enumerate(paths)]
         bar = tqdm(total=n, desc=f"decoding {n} images at {size}px", unit="img", mininterval=1.0)
@@ -111,11 +108,6 @@ def _build(manifest: pd.DataFrame, size: int, npy: Path, info: Path, skip_bad_im
         arr.flush()
         del arr
         os.chmod(tmp, 0o644)
-        os.replace(tmp, npy)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     seconds = time.perf_counter() - t0
     write_json(info, {
         "size": int(size), "images": n, "bytes": npy.stat().st_size, "build_seconds": round(seconds, 3),

@@ -1,4 +1,4 @@
-"""Per-eye labels from ODIR-5K diagnostic keywords (DESIGN.md §2).
+"""Per-eye labels from ODIR-5K diagnostic keywords (docs/design.md §2).
 
 An eye's keyword text (``"laser spot，moderate non proliferative retinopathy"``)
 gives three targets, as in the paper's three tasks:

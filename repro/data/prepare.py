@@ -1,12 +1,12 @@
-"""The data facade the rest of the project calls (DESIGN.md §2): ``prepare_data`` and ``data_summary``.
+"""The data facade the rest of the project calls (docs/design.md §2): ``prepare_data`` and ``data_summary``.
 
 ``prepare_data`` turns a data folder and a profile into everything training needs:
 
-1. load the data set (ODIR-5K Kaggle layout or a manifest CSV; :mod:`repro.datasets`);
+1. load the data set (ODIR-5K Kaggle layout or a manifest CSV; :mod:`repro.data.sources`);
 2. with ``skip_bad_images``: decode every image once and drop the unreadable ones
    *before* splitting (they are listed in ``bad_images``); without it a bad
    image is an error;
-3. make or reuse the saved patient-level split (:mod:`repro.splits`), which
+3. make or reuse the saved patient-level split (:mod:`repro.data.splits`), which
    also sub-samples patients for the ``smoke`` profile;
 4. fold T2 classes with fewer than ``profile.t2_min_count`` images in the
    training pool into ``other:<T1 class>``;

@@ -1,4 +1,4 @@
-"""Data set adapters: one manifest format for every layout (DESIGN.md §2).
+"""Data set adapters: one manifest format for every layout (docs/design.md §2).
 
 A manifest is a ``pandas.DataFrame`` with one row per image and the columns
 ``MANIFEST_COLUMNS``:

@@ -1,4 +1,4 @@
-"""Patient-level, stratified, nested splits saved to a file every run reuses (DESIGN.md §2).
+"""Patient-level, stratified, nested splits saved to a file every run reuses (docs/design.md §2).
 
 Algorithm (``make_split``), all driven by one ``numpy`` generator seeded with ``seed``:
 

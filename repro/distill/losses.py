@@ -1,4 +1,4 @@
-"""Loss functions of the three training stages (paper Eq. 1-3, DESIGN.md §4).
+"""Loss functions of the three training stages (paper Eq. 1-3, docs/design.md §4).
 
 Pure functions, no state: each stage loss returns a dict of named terms
 (``"ce/<task>"``, ``"kd/<task>"``, ``"total"``) that the trainer logs and
@@ -15,7 +15,7 @@ Reductions over "examples" (a row of a (B, C) tensor, or a valid (b, i)
 decoding step of a (B, T, V) caption tensor):
 
 * ``batchmean``: sum over classes, mean over the N examples -- the true KL
-  per example (DESIGN.md §4 default).
+  per example (docs/design.md §4 default).
 * ``mean``: sum over everything divided by N * C, the authors'
   ``KLDivLoss(reduction='mean')``; equal to ``batchmean / C``.
 
@@ -163,7 +163,7 @@ def ensemble_probs(teacher_logits_list, temperature: float) -> torch.Tensor:
 def ensemble_kd(student_logits: torch.Tensor, teacher_logits_list, temperature: float,
                 aggregation: str = "mean_prob", reduction: str = "batchmean",
                 mask: torch.Tensor | None = None) -> torch.Tensor:
-    """KD from J teachers of one task (DESIGN.md §4 "Ensemble").
+    """KD from J teachers of one task (docs/design.md §4 "Ensemble").
 
     ``mean_prob``: ``tau^2 * KL(1/J sum_j p_j^tau || q^tau)`` (default);
     ``sum_kl``: ``sum_j tau^2 * KL(p_j^tau || q^tau)`` (the authors' code).
@@ -236,7 +236,7 @@ def m1_loss(outputs, targets, tasks, lambdas=None) -> dict[str, torch.Tensor]:
 def m2_loss(outputs, targets, teacher, tasks, taus, alpha=0.95, lambdas=None,
             reduction="batchmean", aggregation="mean_prob",
             caption_mask=None) -> dict[str, torch.Tensor]:
-    """M2 (paper Eq. 2, DESIGN.md §4) on labeled data.
+    """M2 (paper Eq. 2, docs/design.md §4) on labeled data.
 
     ``L = sum_t lambda_t * [(1 - alpha) * CE_t + alpha * KD_t]`` with
     ``KD_t = tau_t^2 * KL(p_t^tau || q_t^tau)`` (:func:`ensemble_kd`, teacher =

@@ -5,7 +5,7 @@ teacher checkpoint's content hash, the caption prefix it was forced with and
 the image set, so a retrained teacher invalidates it automatically.
 For captions the stored logits are per decoding step over a teacher-forced
 prefix: the true caption on labeled images, the main teacher's greedy caption
-on unlabeled ones (DESIGN.md §4).
+on unlabeled ones (docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from repro.device import autocast
+from repro.io import atomic_save
 
 
 def file_hash(path: str | Path, n: int = 16) -> str:
@@ -85,7 +86,7 @@ def cached_outputs(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarray, pr
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     out = compute_outputs(model, bank, idx, prefix)
-    _save_atomic(path, lambda f: np.savez(f, **out))
+    atomic_save(path, lambda f: np.savez(f, **out))
     return out
 
 
@@ -97,14 +98,5 @@ def cached_greedy_prefix(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarr
     if path.exists():
         return np.load(path), tag
     arr = greedy_prefix(model, bank, idx, max_len=max_len)
-    _save_atomic(path, lambda f: np.save(f, arr))
+    atomic_save(path, lambda f: np.save(f, arr))
     return arr, tag
-
-
-def _save_atomic(path: Path, save) -> None:
-    """``save(file_object)`` into a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        save(f)
-    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""TODO docstring (from distill)."""
+"""Teacher outputs of one or more teachers on a set of images, indexed by batch (docs/design.md §4)."""
 
 from __future__ import annotations
 

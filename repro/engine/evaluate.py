@@ -1,4 +1,4 @@
-"""TODO docstring (from train)."""
+"""Prediction and scoring: a model's outputs on a set of images, and their metrics per task (docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def predict(model, bank, idx: np.ndarray, batch_size: int = 256, max_len: int = 
 
 
 def score_predictions(prepared, idx: np.ndarray, preds: dict[str, np.ndarray], detail: bool = True) -> dict[str, Any]:
-    """Metrics of each task (DESIGN.md §5) on images ``idx`` of the manifest."""
+    """Metrics of each task (docs/design.md §5) on images ``idx`` of the manifest."""
     m = prepared.manifest.iloc[idx]
     groups = m["coarse"].astype(str).to_numpy()
     res: dict[str, Any] = {}

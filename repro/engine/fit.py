@@ -1,5 +1,5 @@
 """Training engine: SGD-Nesterov, early stopping on validation, best checkpoint restored,
-one test evaluation, one atomic result JSON per run (paper §4.1; DESIGN.md §4, §6).
+one test evaluation, one atomic result JSON per run (paper §4.1; docs/design.md §4, §6).
 
 A *stage* (M1, M2, M3, τ-study) is described by which tasks it trains, how a
 batch is assembled (labels, teacher outputs, caption prefix) and its loss,

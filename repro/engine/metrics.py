@@ -1,4 +1,4 @@
-"""Evaluation metrics of the three tasks (DESIGN.md §5, paper §4).
+"""Evaluation metrics of the three tasks (docs/design.md §5, paper §4).
 
 * T1 (coarse): accuracy, balanced accuracy, macro-F1, confusion matrix,
   per-class precision / recall (paper Table 6).

@@ -1,4 +1,4 @@
-"""TODO docstring (from train)."""
+"""What a training stage reads and minimises: targets per task, the :class:`Stage` record, the supervised (M1) stage, batch helpers (docs/design.md §4)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from repro.distill.losses import m1_loss
+from repro.names import PAD
 
 
 def label_tensors(prepared) -> dict[str, torch.Tensor]:
@@ -62,7 +63,7 @@ def trim_captions(batch: dict[str, Any]) -> dict[str, Any]:
     prefix = batch.get("prefix")
     if prefix is None:
         return batch
-    n = max(int((prefix != 0).sum(1).max()), 1)
+    n = max(int((prefix != PAD).sum(1).max()), 1)
     if n >= prefix.shape[1]:
         return batch
     out = dict(batch)

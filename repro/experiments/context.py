@@ -1,6 +1,6 @@
 """One ``(profile, p, seed)`` experiment: data, inputs, and the run of a single model to its result JSON.
 
-Stages (M1 here, M2/M3/τ in :mod:`repro.distill`) call :func:`train_and_record`;
+Stages (M1 here, M2/M3/τ in :mod:`repro.experiments.m2m3`) call :func:`train_and_record`;
 a run whose result JSON and checkpoint already exist is loaded, not retrained.
 """
 
@@ -78,6 +78,10 @@ class Context:
             vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
             decoder=prof.decoder, teacher_forcing=prof.teacher_forcing,
         ).to(self.device)
+
+    def for_seed(self, seed: int) -> "Context":
+        """The same experiment with another seed: same data and folders, sharing the model inputs."""
+        return replace(self, seed=int(seed), _bank=self._bank)
 
     def bank(self, model=None):
         """Model inputs for every image and view (frozen-trunk outputs are computed once and cached)."""

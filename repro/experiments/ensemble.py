@@ -1,4 +1,4 @@
-"""TODO docstring (from distill)."""
+"""The M1 teacher ensemble as a predictor of its own (paper Table 5; docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from distill)."""
+"""The knowledge-distillation stage: teachers' cached outputs on the student's images, the caption prefix, and the M2/M3 loss (paper Eqs. 2–3; docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from experiment)."""
+"""M1: the seven task-subset teachers, each trained with cross-entropy on L_p (paper §3.2, Table 3; docs/design.md §4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Distillation stages: M2 (labeled, CE + KD), M3 (unlabeled, KD only), the teacher ensemble,
-and the temperature study (paper §3.3, Tables 4–5; DESIGN.md §4).
+and the temperature study (paper §3.3, Tables 4–5; docs/design.md §4).
 
-Teacher outputs come from :mod:`repro.teachercache`: computed once per
+Teacher outputs come from :mod:`repro.distill.teacher_outputs`: computed once per
 (teacher, image, view) before the student trains, never inside its loop.
 """
 
@@ -13,7 +13,7 @@ from repro.experiments.m1 import m1_checkpoint
 from repro.names import SUBSETS, subset_tasks
 from repro.experiments.kd_stage import _greedy_prefix, _true_prefix, build_teachers, kd_stage, m1_members
 from repro.names import MAIN
-from repro.experiments.tau import resolve_taus
+from repro.experiments.tau import resolve_taus, tau_source
 
 
 def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     stage = kd_stage(ctx, "m2", tasks, ts, tau, labeled=True)
     name = "ensemble" if ensemble else "single"
     return train_and_record(ctx, "m2", name, m1_checkpoint(ctx, MAIN), stage, idx,
-                            params={"ensemble": ensemble, "init": f"m1-{MAIN}", "tau_source": str(taus)}, progress=progress,
+                            params={"ensemble": ensemble, "init": f"m1-{MAIN}", "tau_source": tau_source(taus)}, progress=progress,
                             max_epochs=ctx.profile.kd_max_epochs)
 
 
@@ -47,6 +47,6 @@ def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     ts = build_teachers(ctx, members, idx, prefix, tag)
     stage = kd_stage(ctx, "m3", tasks, ts, tau, labeled=False)
     return train_and_record(ctx, "m3", name, require_checkpoint(ctx, "m2", name, how), stage, idx,
-                            params={"ensemble": ensemble, "init": f"m2-{name}", "tau_source": str(taus),
+                            params={"ensemble": ensemble, "init": f"m2-{name}", "tau_source": tau_source(taus),
                                     "unlabeled": ctx.profile.unlabeled}, progress=progress,
                             max_epochs=ctx.profile.kd_max_epochs)

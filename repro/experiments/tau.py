@@ -1,8 +1,7 @@
-"""TODO docstring (from distill)."""
+"""Temperatures: the τ study (paper Table 4) and how a stage's per-task τ is chosen — on validation by default (docs/design.md §4)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 from repro.names import TASKS
 from repro.errors import MissingStageError
@@ -33,6 +32,14 @@ def resolve_taus(ctx: Context, taus: Any = "validation", tasks=TASKS) -> dict[st
     raise ConfigError(f"taus={taus!r}: use 'validation', 'authors', a number or a dict task -> τ")
 
 
+def tau_source(taus: Any) -> str:
+    """How τ was chosen, for the result JSON: ``"validation"``, ``"authors"``, the number, or ``"given"``
+    for a dict of per-task values (the values themselves are recorded in the stage's ``taus``)."""
+    if isinstance(taus, dict):
+        return "given"
+    return str(taus)
+
+
 def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[str, Any]:
     """Paper Table 4: for each task t and τ, the single-task teacher M1{t} is distilled into a copy of
     itself on the unlabeled set (an M3 stage, KD only). The best τ per task is chosen on validation.
@@ -42,7 +49,7 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
     """
     tau_seed = ctx.profile.tau_seed
     if tau_seed is not None and ctx.seed != tau_seed:
-        return _load_study(dataclasses.replace(ctx, seed=int(tau_seed), _bank=ctx._bank))
+        return _load_study(ctx.for_seed(tau_seed))
     taus = tuple(taus or ctx.profile.taus)
     runs: dict[str, dict] = {}
     best: dict[str, float] = {}

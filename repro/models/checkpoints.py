@@ -1,4 +1,4 @@
-"""TODO docstring (from train)."""
+"""Checkpoints: model config, weights and what decodes its outputs (classes, vocabulary), written atomically (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 import torch
 from repro.errors import MissingStageError
+from repro.io import atomic_save
 
 
 def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | None = None) -> Path:
     """Model config + weights + everything needed to decode its outputs (classes, vocabulary)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model_config": model.config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -21,10 +20,7 @@ def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | N
         "split_hash": prepared.split_hash,
         "extra": extra or {},
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_save(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu"):

@@ -1,4 +1,4 @@
-"""Image encoders: a small registry, their ImageNet weights, and the frozen-trunk / trainable-top split (DESIGN.md §3).
+"""Image encoders: a small registry, their ImageNet weights, and the frozen-trunk / trainable-top split (docs/design.md §3).
 
 Every encoder is an ordered list of named *stages* followed by global average
 pooling into an ``out_dim`` vector:

@@ -1,4 +1,4 @@
-"""Frozen-trunk output cache (DESIGN.md §3): the trunk runs once per (image, view), training runs only the top.
+"""Frozen-trunk output cache (docs/design.md §3): the trunk runs once per (image, view), training runs only the top.
 
 Files live under ``cache_dir()/features/<encoder>-k<k>-<trunk>-<H>px-<images>/<view>.npy``
 where ``<trunk>`` fingerprints the trunk's actual weights (so a pretrained, a
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm.auto import tqdm
 from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
 from repro.errors import ConfigError
 from repro.paths import cache_dir
+from repro.io import atomic_path, atomic_write_text
 
 
 VIEWS = ("orig", "hflip")
@@ -126,31 +126,23 @@ def trunk_feature_cache(model_or_spec, images: np.ndarray, views: tuple[str, ...
 def _compute(trunk: FrozenTrunk, spec: EncoderSpec, images: np.ndarray, view: str, path: Path, batch_size: int,
              dtype: np.dtype, device: torch.device, progress: bool) -> None:
     n = images.shape[0]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     trunk.eval()
     t0 = time.perf_counter()
     arr = None
-    try:
-        with torch.inference_mode():
-            bar = tqdm(range(0, n, batch_size), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
-                       disable=not progress, leave=False, unit="batch")
-            for start in bar:
-                chunk = np.asarray(images[start:start + batch_size])
-                if view == "hflip":
-                    chunk = chunk[:, :, ::-1, :]
-                y = trunk(preprocess(chunk, spec, device=device)).float().cpu().numpy()
-                if arr is None:
-                    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + y.shape[1:])
-                arr[start:start + len(y)] = y
-            arr.flush()
-            shape = arr.shape
-            del arr
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, torch.inference_mode():
+        bar = tqdm(range(0, n, batch_size), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
+                   disable=not progress, leave=False, unit="batch")
+        for start in bar:
+            chunk = np.asarray(images[start:start + batch_size])
+            if view == "hflip":
+                chunk = chunk[:, :, ::-1, :]
+            y = trunk(preprocess(chunk, spec, device=device)).float().cpu().numpy()
+            if arr is None:
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + y.shape[1:])
+            arr[start:start + len(y)] = y
+        arr.flush()
+        shape = arr.shape
+        del arr
     meta = {"encoder": spec.name, "weights": spec.weights, "view": view, "shape": list(shape), "dtype": str(dtype),
             "images": [int(s) for s in images.shape], "seconds": round(time.perf_counter() - t0, 2)}
-    meta_tmp = path.with_name(f".{view}.json.tmp")
-    meta_tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(meta_tmp, path.with_suffix(".json"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=1))

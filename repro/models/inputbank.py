@@ -1,7 +1,7 @@
 """Model inputs for every (image, view): cached frozen-trunk outputs, or uint8 images for full fine-tuning.
 
 With a frozen trunk (``trainable = k``) the trunk runs once per image and view
-(:mod:`repro.featcache`) and training touches only the trainable top — the
+(:mod:`repro.models.featcache`) and training touches only the trainable top — the
 whole study then fits a 2-core CPU. With ``trainable = "all"`` the decoded
 uint8 images are normalised (and flipped for the ``hflip`` view) on the device.
 """

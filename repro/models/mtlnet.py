@@ -1,7 +1,7 @@
-"""The multi-task network (DESIGN.md §3; paper §3 and supplement §1).
+"""The multi-task network (docs/design.md §3; paper §3 and supplement §1).
 
 ``MTLNet`` = a shared encoder (frozen trunk + trainable top, see
-:mod:`repro.encoders`) and one head per task, with outputs as a dict keyed by
+:mod:`repro.models.encoders`) and one head per task, with outputs as a dict keyed by
 task (LibMTL style):
 
 * ``coarse`` (T1) and ``fine`` (T2): :class:`MLPHead`, Linear(d, 512)-ReLU-Linear(512, C);
@@ -128,7 +128,7 @@ class CaptionDecoder(nn.Module):
 
 
 class MTLNet(nn.Module):
-    """Shared encoder + one head per task; ``forward`` returns a dict keyed by task (DESIGN.md §3).
+    """Shared encoder + one head per task; ``forward`` returns a dict keyed by task (docs/design.md §3).
 
     ``trainable="all"`` fine-tunes the whole encoder (the paper); ``trainable=k``
     freezes all but the last k encoder stages, whose input can then be

@@ -1,4 +1,4 @@
-"""The paper's claims as paired comparisons with an effect size, a confidence interval and a verdict (DESIGN.md §5).
+"""The paper's claims as paired comparisons with an effect size, a confidence interval and a verdict (docs/design.md §5).
 
 Each claim compares a model A with a model B on one task's primary metric (T1 accuracy, T2
 top-1, T3 ``bleu_paper``). A *pair* is one ``(p, seed)`` for which both A and B have a result;

@@ -1,4 +1,4 @@
-"""TODO docstring (from report)."""
+"""The report on disk: LaTeX tables, figures, the headline markdown and notebook 06 as HTML (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from report)."""
+"""Number formatting of report tables and their LaTeX export (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from report)."""
+"""Best model per task and p, and per-class views: Table 6 (confusion), top-k and BLEU per class, error analysis (docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,17 @@ from repro.names import METRIC_COL
 from repro.names import METRIC_NAME
 from repro.report.paper import paper_confusion
 from repro.report.results import ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, _num, _select, _stats
-from repro.names import STAGES
-from repro.names import SELECTION_STAGES
+from repro.names import SELECTION_STAGES, STAGES
 from repro.report.results import _frame
+
+
+def _at_p(rows: pd.DataFrame, p: int | None) -> tuple[int, pd.DataFrame] | None:
+    """``(p, rows at p)``, p defaulting to the largest p present; ``None`` if there are none."""
+    if rows.empty:
+        return None
+    p = int(p) if p is not None else int(rows["p"].max())
+    rows = rows[rows["p"] == p]
+    return None if rows.empty else (p, rows)
 
 
 def best_model(df: pd.DataFrame, task: str | None = None, p: int | None = None,
@@ -32,13 +40,10 @@ def best_model(df: pd.DataFrame, task: str | None = None, p: int | None = None,
         cand = cand[cand["T1_acc"].notna() & cand["T2_top1"].notna() & cand["T3_bleu"].notna()]
     if need:
         cand = cand[cand["result"].map(lambda r: need in ((r.get("metrics") or {}).get("test") or {}))]
-    cand = cand[cand[score].notna()]
-    if cand.empty:
+    at = _at_p(cand[cand[score].notna()], p)
+    if at is None:
         return None
-    p = int(p) if p is not None else int(cand["p"].max())
-    cand = cand[cand["p"] == p]
-    if cand.empty:
-        return None
+    p, cand = at
     order = {s: i for i, s in enumerate(STAGES)}
     g = cand.groupby(["stage", "name"])[score].agg(["mean", "count"]).reset_index()
     g["rank"] = g["stage"].map(order)
@@ -54,13 +59,10 @@ def _pick(df, task, p, model, need=None):
     """``model`` = ``(stage, name)`` forces a model; else :func:`best_model`."""
     if model is not None:
         stage, name = model
-        sel = _select(df, stage, name)
-        if sel.empty:
+        at = _at_p(_select(df, stage, name), p)
+        if at is None:
             return None
-        p = int(p) if p is not None else int(sel["p"].max())
-        rows = sel[sel["p"] == p]
-        if rows.empty:
-            return None
+        p, rows = at
         return {"stage": stage, "name": name, "model": rows["model"].iloc[0], "p": p, "val_score": float("nan"),
                 "seeds": sorted(rows["seed"].astype(int)), "rows": rows, "selected_by": "given"}
     return best_model(df, task, p, need=need)

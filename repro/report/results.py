@@ -1,4 +1,4 @@
-"""The study's report: this project's numbers over seeds beside the paper's (DESIGN.md §5, §6).
+"""The study's report: this project's numbers over seeds beside the paper's (docs/design.md §5, §6).
 
 * :func:`load_results` reads every ``results/<profile>/p<p>/seed<seed>/<stage>-<name>.json``
   into one DataFrame (one row per trained model).

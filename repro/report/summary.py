@@ -1,4 +1,4 @@
-"""TODO docstring (from report)."""
+"""What the results hold: the inventory, what is missing (and which notebook makes it), the summary and the headline table (docs/design.md §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from study)."""
+"""The Jupyter kernel that runs notebooks: it must be this environment's interpreter, and it imports ``repro`` from this checkout (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TODO docstring (from study)."""
+"""One sweep per results folder: the lock file, and SIGTERM turned into an interrupt so every cleanup runs (docs/design.md §6)."""
 
 from __future__ import annotations
 

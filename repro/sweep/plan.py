@@ -1,4 +1,4 @@
-"""TODO docstring (from study)."""
+"""Planning a sweep: which notebooks, which (p, seed) runs, their parameters and output paths (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Batch runs of the numbered notebooks with papermill: plan, run, resume (DESIGN.md §1, §6).
+"""Batch runs of the numbered notebooks with papermill: plan, run, resume (docs/design.md §1, §6).
 
 A *run* is one notebook executed for one ``(profile, p, seed)``.  Every notebook
 follows one contract: its first code cell is tagged ``parameters`` and defines
