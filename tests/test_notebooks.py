@@ -1,0 +1,157 @@
+"""What the notebooks compute (recommenders-style notebook tests).
+
+Each notebook runs once through papermill under the ``smoke`` profile into a
+temporary results folder (one shared run of 00 → 06, module-scoped), and each
+test reads the result JSON a notebook wrote and asserts what it must hold.
+``pytest --nbval-lax notebooks`` separately checks that the notebooks run as
+committed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from repro.names import P_VALUES, PRIMARY, SUBSETS, TASKS, TAU_SELECTION_FILE, result_file, subset_tasks
+from repro.paths import PROJECT_ROOT
+from repro.profiles import get_profile
+
+papermill = pytest.importorskip("papermill")
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+PROFILE = "smoke"
+P, SEED = 15, 0
+ORDER = ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam", "06_report")
+PARAMS = {
+    "00_data": {},
+    "01_m1_teachers": {"p": P, "seed": SEED},
+    "02_m2_distill": {"p": P, "seed": SEED},
+    "03_m3_unlabeled": {"p": P, "seed": SEED},
+    "04_temperature": {"p": P, "seed": SEED},
+    "05_gradcam": {"cam_seed": SEED, "ps": [P]},
+    "06_report": {},
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(odir_root, tmp_path_factory):
+    """Run notebooks 00–06 once (smoke profile, p = 15, seed 0) into a temp folder; return its paths."""
+    from repro.sweep.kernel import DEFAULT_KERNEL, kernel_env
+
+    tmp = tmp_path_factory.mktemp("notebooks")
+    results = tmp / "results"
+    env = {"REPRO_RUNS": str(tmp / "runs"), "REPRO_FIGURES": str(tmp / "figures"), "MPLBACKEND": "Agg",
+           "REPRO_PROFILE": PROFILE}
+    with pytest.MonkeyPatch.context() as mp, kernel_env():
+        for k, v in env.items():
+            mp.setenv(k, v)
+        for nb in ORDER:
+            params = {"profile": PROFILE, "results_dir": str(results), **PARAMS[nb]}
+            if nb == "05_gradcam":
+                params["figures_dir"] = str(tmp / "figures")
+            papermill.execute_notebook(str(NOTEBOOKS / f"{nb}.ipynb"), str(tmp / f"{nb}.executed.ipynb"),
+                                       parameters=params, kernel_name=DEFAULT_KERNEL, progress_bar=False,
+                                       cwd=str(NOTEBOOKS))
+    return {"results": results, "run": results / f"p{P}" / f"seed{SEED}", "figures": tmp / "figures"}
+
+
+def _read(path: Path) -> dict:
+    assert path.exists(), f"{path.name} was not written"
+    return json.loads(path.read_text())
+
+
+def _in_unit(x) -> bool:
+    return x is not None and not math.isnan(float(x)) and 0.0 <= float(x) <= 1.0
+
+
+def test_00_data_summary(smoke):
+    s = _read(smoke["results"] / "00_data.json")
+    assert {"train", "val", "test"} <= set(s["splits"])
+    assert {int(p) for p in s["per_p"]} == set(P_VALUES)
+    counts = [s["per_p"][str(p)]["images"] for p in P_VALUES]
+    assert counts == sorted(counts), "labeled fractions must be nested: L15 ⊂ L30 ⊂ … ⊂ L70"
+    assert len(s["split_hash"]) >= 16
+
+
+def test_01_every_m1_subset_with_metrics_in_unit_range(smoke):
+    split_hash = _read(smoke["results"] / "00_data.json")["split_hash"]
+    for subset in SUBSETS:
+        res = _read(smoke["run"] / result_file("m1", subset))
+        assert res["stage"] == "m1" and res["name"] == subset and res["profile"] == PROFILE
+        assert tuple(res["tasks"]) == subset_tasks(subset)
+        assert res["split_hash"] == split_hash
+        for task in subset_tasks(subset):
+            for split in ("val", "test"):
+                for key in PRIMARY[task]:
+                    assert _in_unit(res["metrics"][split][task][key]), (subset, split, task, key)
+        # a teacher is trained with labels only: cross-entropy terms, no KD
+        terms = {k for k in res["history"][0] if k.startswith("train/") and k != "train/total"}
+        assert terms == {f"train/ce/{t}" for t in subset_tasks(subset)}
+    assert _read(smoke["run"] / "01_m1_teachers.json")
+
+
+def test_04_tau_chosen_on_validation(smoke):
+    sel = _read(smoke["run"] / TAU_SELECTION_FILE)
+    taus = get_profile(PROFILE).taus
+    assert set(sel["best"]) == set(TASKS)
+    for task, code in zip(TASKS, ("T1", "T2", "T3")):
+        assert float(sel["best"][task]) in taus
+        runs = {tau: _read(smoke["run"] / result_file("tau", f"{code}-tau{tau:g}")) for tau in taus}
+        # the chosen τ has the best validation score of the study (ties: the smaller τ)
+        best = max(runs, key=lambda t: (runs[t]["best_val_score"], -t))
+        assert float(sel["best"][task]) == best
+        for res in runs.values():  # the τ study distils without labels
+            assert all(not k.startswith("train/ce/") for k in res["history"][0])
+    assert _read(smoke["run"] / "04_temperature.json")
+
+
+def test_02_m2_records_tau_from_validation(smoke):
+    best = _read(smoke["run"] / TAU_SELECTION_FILE)["best"]
+    for name in ("single", "ensemble"):
+        res = _read(smoke["run"] / result_file("m2", name))
+        assert res["params"]["tau_source"] == "validation"
+        assert res["params"]["taus"] == {t: float(v) for t, v in best.items()}
+        assert res["params"]["ensemble"] == (name == "ensemble")
+        terms = {k for k in res["history"][0] if k.startswith("train/")}
+        assert {f"train/ce/{t}" for t in TASKS} | {f"train/kd/{t}" for t in TASKS} <= terms
+        for task in TASKS:
+            assert _in_unit(res["metrics"]["test"][task][PRIMARY[task][0]])
+    ens = _read(smoke["run"] / result_file("ensemble", "m1"))
+    assert ens["members"] == list(SUBSETS)
+    for task in TASKS:
+        assert _in_unit(ens["metrics"]["test"][task][PRIMARY[task][0]])
+
+
+def test_03_m3_is_label_free(smoke):
+    for name in ("single", "ensemble"):
+        res = _read(smoke["run"] / result_file("m3", name))
+        assert res["params"]["tau_source"] == "validation"
+        assert res["params"]["alpha"] is None
+        for row in res["history"]:
+            terms = {k for k in row if k.startswith("train/")}
+            assert terms == {f"train/kd/{t}" for t in TASKS} | {"train/total"}, terms
+        for task in TASKS:
+            assert _in_unit(res["metrics"]["test"][task][PRIMARY[task][0]])
+
+
+def test_05_gradcam_figures(smoke):
+    res = _read(smoke["results"] / "05_gradcam.json")
+    assert res["ps_shown"] == [P]
+    for code in ("", "_T2", "_T3"):
+        assert (smoke["figures"] / f"gradcam_{PROFILE}{code}.png").stat().st_size > 0
+
+
+def test_06_report_summary(smoke):
+    s = _read(smoke["results"] / "06_report.json")
+    assert s["profile"] == PROFILE
+    # every stage that 01–04 ran at p = 15, seed 0 is counted in the report
+    assert s["runs_per_stage"]["m1"] == len(SUBSETS)
+    assert s["runs_per_stage"]["m2"] == 2 and s["runs_per_stage"]["m3"] == 2
+    assert s["runs_per_stage"]["tau"] == 3 * len(get_profile(PROFILE).taus)
+    assert s["p_values"] == [P] and s["seeds"] == [SEED]
+    for task in ("T1", "T2", "T3"):
+        assert s["best_models"][task]["p"] == P
+    assert s["claims"], "the report states the paper's claims with verdicts"
