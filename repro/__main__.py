@@ -2,5 +2,4 @@
 
 from repro.cli import main
 
-
 raise SystemExit(main())

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ConfigError, ReproError
-from repro.names import P_VALUES, SUBSETS
+from repro.names import CODES, P_VALUES, SUBSETS
 from repro.paths import project_relative
 from repro.sweep.kernel import DEFAULT_KERNEL
 from repro.sweep.plan import DEFAULT_SEEDS
-
 
 # ---------------------------------------------------------------- data
 
@@ -160,11 +159,11 @@ def add_sweep(subparsers: Any) -> None:
 # ---------------------------------------------------------------- train
 
 def cmd_train(args) -> int:
+    from repro.experiments.context import make_context
     from repro.experiments.ensemble import evaluate_ensemble
+    from repro.experiments.m1 import run_m1
     from repro.experiments.m2m3 import run_m2, run_m3
     from repro.experiments.tau import temperature_study
-    from repro.experiments.context import make_context
-    from repro.experiments.m1 import run_m1
     from repro.report.results import metric_of
 
     ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root, results_dir=args.results_dir)
@@ -183,7 +182,7 @@ def cmd_train(args) -> int:
             results[f"{args.stage}-{'ensemble' if ens else 'single'}"] = run(ctx, ensemble=ens, taus=taus)
     print(f"{'run':<22} {'T1 acc':>8} {'T2 top1':>8} {'T3 bleu':>8}")
     for name, res in results.items():
-        vals = [metric_of(res, t) for t in ("T1", "T2", "T3")]
+        vals = [metric_of(res, t) for t in CODES]
         print(f"{name:<22} " + " ".join(f"{v:8.3f}" for v in vals))
     print(f"results in {ctx.run_results}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+
 import numpy as np
 import torch
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from repro.errors import DataError
 
+from repro.errors import DataError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

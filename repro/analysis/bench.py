@@ -16,8 +16,10 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import replace
-from repro.paths import PROJECT_ROOT
+
 from repro.io import write_json
+from repro.names import TASKS
+from repro.paths import PROJECT_ROOT
 from repro.provenance import versions
 
 
@@ -29,7 +31,7 @@ def _ceiling(ctx, bank, steps: int) -> float:
     from repro.engine.stage import label_tensors, trim_captions
 
     prof = ctx.profile
-    model = ctx.new_model(("coarse", "fine", "caption"))
+    model = ctx.new_model(TASKS)
     idx = torch.as_tensor(ctx.indices("train", p=70)[: prof.batch_size])
     x = bank.batch(idx).clone()
     labels = {k: v[idx] for k, v in label_tensors(ctx.prepared).items()}
@@ -66,18 +68,18 @@ def _fit_speed(ctx, bank, stage, idx, epochs: int) -> float:
 def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: int = 2) -> dict:
     import torch
 
-    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage
-    from repro.experiments.context import make_context
-    from repro.names import SUBSETS, subset_tasks
     from repro.engine.stage import supervised_stage
+    from repro.experiments.context import make_context
+    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage
     from repro.models.checkpoints import save_checkpoint
+    from repro.names import SUBSETS, subset_tasks
 
     ctx = make_context(profile, p=70, seed=0, data_root=data_root)
     t0 = time.perf_counter()
     bank = ctx.bank()
     bank_s = time.perf_counter() - t0
     idx = ctx.indices("train", p=70)
-    tasks = ("coarse", "fine", "caption")
+    tasks = TASKS
     ceiling = _ceiling(ctx, bank, steps)
     m1 = _fit_speed(ctx, bank, supervised_stage(ctx.prepared, tasks), idx, epochs)
     # seven untrained teachers stand in for the M1 teachers: the step cost does not depend on their weights

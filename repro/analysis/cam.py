@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from repro.names import TASKS
-from repro.models.encoders import preprocess
+
 from repro.errors import ConfigError
-from repro.names import PAD
+from repro.models.encoders import preprocess
+from repro.names import PAD, TASKS
 
 
 def target_layer(model: nn.Module) -> nn.Module:

@@ -40,22 +40,18 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
 import numpy as np
 import torch
 from torch import nn
-from repro.names import TASKS
-from repro.models.encoders import preprocess
-from repro.errors import MissingStageError
-from repro.errors import ConfigError
-from repro.engine.metrics import bleu_paper
-from repro.paths import PROJECT_ROOT
+
 from repro.analysis.cam import _device, cam_maps
-from repro.paths import project_relative
-from repro.names import CODE_OF
+from repro.engine.metrics import bleu_paper
+from repro.errors import ConfigError, MissingStageError
 from repro.io import atomic_path
-
-
-
+from repro.models.encoders import preprocess
+from repro.names import CODE_OF, MAIN, TASKS
+from repro.paths import PROJECT_ROOT, project_relative
 
 COLORS = {"green": "#1a9641", "yellow": "#c79100", "red": "#d7191c", None: "#555555"}
 
@@ -211,7 +207,7 @@ def load_cam_models(profile, ps: Sequence[int], seed: int = 0, data_root=None, r
     for p in ps:
         ctx = make_context(profile, p=int(p), seed=seed, data_root=data_root, results_dir=results_dir)
         prepared, out_dir = ctx.prepared, ctx.results_dir
-        want = {f"M1 p={p}": ctx.checkpoint_path("m1", "T1+T2+T3"), f"M3 p={p}": ctx.checkpoint_path("m3", m3)}
+        want = {f"M1 p={p}": ctx.checkpoint_path("m1", MAIN), f"M3 p={p}": ctx.checkpoint_path("m3", m3)}
         absent = [str(path) for path in want.values() if not path.exists()]
         if absent:
             missing[int(p)] = [project_relative(a) for a in absent]

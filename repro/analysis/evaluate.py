@@ -12,8 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 import pandas as pd
+
 from repro.io import write_json
 
 
@@ -43,14 +45,14 @@ def _map_labels(manifest: pd.DataFrame, payload: dict) -> tuple[pd.DataFrame, di
 def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "all", out: str | Path | None = None,
                         skip_bad_images: bool = False, device: str = "auto", batch_size: int = 128) -> dict[str, Any]:
     """Metrics of all three tasks (those the model has) on the images of ``data_root``."""
-    from repro.data.sources import load_dataset
-    from repro.data.imagecache import load_image_cache
-    from repro.models.inputbank import InputBank
-    from repro.engine.metrics import caption_metrics, coarse_metrics, fine_metrics
-    from repro.device import resolve_device
     from repro.data.captions import Vocab, tokenize
+    from repro.data.imagecache import load_image_cache
+    from repro.data.sources import load_dataset
+    from repro.device import resolve_device
     from repro.engine.evaluate import predict
+    from repro.engine.metrics import caption_metrics, coarse_metrics, fine_metrics
     from repro.models.checkpoints import load_checkpoint
+    from repro.models.inputbank import InputBank
 
     t0 = time.perf_counter()
     dev = resolve_device(device)

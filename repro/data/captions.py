@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
+
 from nltk.tokenize import TreebankWordTokenizer
+
 from repro.errors import ConfigError
 from repro.names import EOS, PAD, SOS, SPECIALS, UNK
-
 
 _TOKENIZER = TreebankWordTokenizer()
 

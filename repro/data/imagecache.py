@@ -15,15 +15,15 @@ import os
 import time
 from multiprocessing import get_context
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
-from repro.errors import DataError
-from repro.paths import cache_dir
-from repro.io import write_json
-from repro.io import atomic_path
 
+from repro.errors import DataError
+from repro.io import atomic_path, write_json
+from repro.paths import cache_dir
 
 #: below this many images one process decodes them (starting a pool costs more than it saves)
 POOL_THRESHOLD = 400

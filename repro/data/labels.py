@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from repro.errors import DataError
-from repro.errors import ConfigError
 
+from repro.errors import ConfigError, DataError
 
 CATEGORIES = ("N", "D", "G", "C", "A", "H", "M", "O")
 

@@ -22,19 +22,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
-from repro.data.sources import BAD_COLUMNS, Dataset, load_dataset
-from repro.errors import DataError
-from repro.errors import ConfigError
+
+from repro.data.captions import Vocab, tokenize
 from repro.data.imagecache import load_image_cache
 from repro.data.labels import TAXONOMIES
-from repro.profiles import Profile, get_profile
+from repro.data.sources import BAD_COLUMNS, Dataset, load_dataset
 from repro.data.splits import SPLITS, labeled_images, load_or_make_split, split_hash, split_images, unlabeled_images
-from repro.data.captions import Vocab, tokenize
+from repro.errors import ConfigError, DataError
+from repro.names import P_VALUES
 from repro.paths import project_relative
-
+from repro.profiles import Profile, get_profile
 
 OTHER_PREFIX = "other:"
 

@@ -26,11 +26,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import pandas as pd
+
 from repro.data import labels as L
 from repro.errors import DataError
 from repro.paths import resolve_data_root
-
 
 MANIFEST_COLUMNS = ("image", "path", "patient_id", "eye", "keywords", "categories", "coarse", "fine", "caption")
 

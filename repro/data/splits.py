@@ -27,15 +27,15 @@ import hashlib
 import io
 import os
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
-from repro.data import labels as L
-from repro.errors import DataError
-from repro.errors import ConfigError
-from repro.paths import split_dir
-from repro.io import atomic_write_text
 
+from repro.data import labels as L
+from repro.errors import ConfigError, DataError
+from repro.io import atomic_write_text
+from repro.names import P_VALUES
+from repro.paths import split_dir
 
 TEST_FRACTION = 0.15
 

@@ -29,11 +29,12 @@ that learned the task).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+
 import torch
 import torch.nn.functional as F
+
 from repro.errors import ConfigError
 from repro.names import EOS, PAD
-
 
 REDUCTIONS = ("batchmean", "mean")
 

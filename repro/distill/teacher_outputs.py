@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+
 import numpy as np
 import torch
+
 from repro.device import autocast
 from repro.io import atomic_save
 

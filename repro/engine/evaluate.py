@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+
 import numpy as np
 import torch
-from repro.engine.metrics import caption_metrics, coarse_metrics, fine_metrics
+
 from repro.device import autocast
+from repro.engine.metrics import caption_metrics, coarse_metrics, fine_metrics
 
 
 @torch.inference_mode()

@@ -13,14 +13,15 @@ import copy
 import time
 from dataclasses import dataclass
 from typing import Any
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from repro.names import TASKS
+
 from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
 from repro.engine.stage import Stage, _to, trim_captions
-from repro.names import PRIMARY
+from repro.names import PRIMARY, TASKS
 
 
 def validation_score(metrics: dict[str, Any], tasks) -> float:

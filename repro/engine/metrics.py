@@ -16,8 +16,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-import numpy as np
 
+import numpy as np
 
 __all__ = [
     "coarse_metrics",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
 import numpy as np
 import torch
+
 from repro.distill.losses import m1_loss
 from repro.names import PAD
 

@@ -6,23 +6,22 @@ a run whose result JSON and checkpoint already exist is loaded, not retrained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-import numpy as np
-import torch
-from repro.errors import MissingStageError
-from repro.errors import ConfigError
-from repro.io import read_json, write_json
 import time
-from dataclasses import field, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from repro.device import resolve_device, seed_everything
+from repro.errors import ConfigError, MissingStageError
+from repro.io import read_json, write_json
 from repro.names import P_VALUES
-from repro.paths import results_dir as default_results_dir, runs_dir as default_runs_dir
+from repro.paths import project_relative, results_dir as default_results_dir, runs_dir as default_runs_dir
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
-from repro.device import resolve_device, seed_everything
-from repro.paths import project_relative
 
 
 def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+
 import torch
-from repro.names import TASKS
-from repro.experiments.context import Context
-from repro.distill.losses import ensemble_probs
-from repro.io import write_json
-from repro.engine.evaluate import score_predictions
+
 from repro.distill.ensemble import ensemble_greedy
+from repro.distill.losses import ensemble_probs
+from repro.engine.evaluate import score_predictions
+from repro.experiments.context import Context
 from repro.experiments.kd_stage import m1_members
+from repro.io import write_json
+from repro.names import TASKS
 
 
 @torch.inference_mode()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from typing import Any
+
 import numpy as np
 import torch
+
+from repro.distill.losses import caption_mask, m2_loss, m3_loss
+from repro.distill.teacher_outputs import cached_greedy_prefix, cached_outputs
+from repro.distill.teachers import TeacherSet
+from repro.engine.stage import Stage, label_tensors
 from repro.experiments.context import Context
 from repro.experiments.m1 import m1_checkpoint
 from repro.names import SUBSETS
-from repro.distill.losses import caption_mask, m2_loss, m3_loss
-from repro.distill.teacher_outputs import cached_greedy_prefix, cached_outputs
-from repro.engine.stage import Stage, label_tensors
-from repro.distill.teachers import TeacherSet
-
-
 
 
 def build_teachers(ctx: Context, members: dict[str, Any], idx: np.ndarray, prefix: np.ndarray | None,

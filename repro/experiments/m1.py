@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+
 from repro.experiments.context import Context, require_checkpoint, train_and_record
-from repro.names import subset_tasks
-from repro.names import SUBSETS
+from repro.names import SUBSETS, subset_tasks
 
 
 def run_m1(ctx: Context, subset: str, force: bool = False, progress: bool = True) -> dict[str, Any]:

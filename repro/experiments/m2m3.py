@@ -8,12 +8,12 @@ Teacher outputs come from :mod:`repro.distill.teacher_outputs`: computed once pe
 from __future__ import annotations
 
 from typing import Any
+
 from repro.experiments.context import Context, require_checkpoint, train_and_record
-from repro.experiments.m1 import m1_checkpoint
-from repro.names import SUBSETS, subset_tasks
 from repro.experiments.kd_stage import _greedy_prefix, _true_prefix, build_teachers, kd_stage, m1_members
-from repro.names import MAIN
+from repro.experiments.m1 import m1_checkpoint
 from repro.experiments.tau import resolve_taus, tau_source
+from repro.names import MAIN, SUBSETS, subset_tasks
 
 
 def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True) -> dict[str, Any]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from repro.names import TASKS
-from repro.errors import MissingStageError
-from repro.errors import ConfigError
-from repro.experiments.context import Context, train_and_record
-from repro.experiments.m1 import m1_checkpoint
-from repro.names import subset_code
-from repro.io import read_json, write_json
-from repro.experiments.kd_stage import _greedy_prefix, build_teachers, kd_stage
-from repro.names import TAU_SELECTION_FILE
 
+from repro.errors import ConfigError, MissingStageError
+from repro.experiments.context import Context, train_and_record
+from repro.experiments.kd_stage import _greedy_prefix, build_teachers, kd_stage
+from repro.experiments.m1 import m1_checkpoint
+from repro.io import read_json, write_json
+from repro.names import TASKS, TAU_SELECTION_FILE, subset_code
 
 # per-task temperatures (T1, T2, T3) of the authors' code, by training fraction p
 AUTHORS_TAUS = {70: (5, 5, 5), 60: (5, 10, 5), 45: (1, 5, 5), 30: (5, 10, 10), 15: (10, 10, 10)}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 import torch
+
 from repro.errors import MissingStageError
 from repro.io import atomic_save
 

@@ -37,11 +37,12 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
+
 import numpy as np
 import torch
 from torch import nn
-from repro.errors import ConfigError
 
+from repro.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 

@@ -21,14 +21,15 @@ import hashlib
 import json
 import time
 from pathlib import Path
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
-from repro.errors import ConfigError
-from repro.paths import cache_dir
-from repro.io import atomic_path, atomic_write_text
 
+from repro.errors import ConfigError
+from repro.io import atomic_path, atomic_write_text
+from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
+from repro.paths import cache_dir
 
 VIEWS = ("orig", "hflip")
 

@@ -9,8 +9,10 @@ uint8 images are normalised (and flipped for the ``hflip`` view) on the device.
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import torch
+
 from repro.models.encoders import preprocess
 
 

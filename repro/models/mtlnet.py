@@ -13,12 +13,13 @@ task (LibMTL style):
 from __future__ import annotations
 
 from typing import Any, Iterable
+
 import torch
 from torch import nn
-from repro.names import TASKS
-from repro.models.encoders import build_encoder, parse_trainable, split_encoder
+
 from repro.errors import ConfigError
-from repro.names import EOS, PAD, SOS
+from repro.models.encoders import build_encoder, parse_trainable, split_encoder
+from repro.names import EOS, PAD, SOS, TASKS
 
 
 class MLPHead(nn.Module):

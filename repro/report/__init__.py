@@ -16,10 +16,16 @@
 
 from repro.report.export import export_report, notebook_to_html, report_figures, report_tables
 from repro.report.formatting import fmt, fmt_claims, to_latex
-from repro.report.per_class import (best_model, bleu_by_class, error_analysis, headlines, table6,
-                                    topk_by_class)
-from repro.report.plots import (learning_curves, plot_claims, plot_confusion, plot_metric_vs_p, plot_tau,
-                                plot_topk_by_class, setup_plots)
+from repro.report.per_class import best_model, bleu_by_class, error_analysis, headlines, table6, topk_by_class
+from repro.report.plots import (
+                                    learning_curves,
+                                    plot_claims,
+                                    plot_confusion,
+                                    plot_metric_vs_p,
+                                    plot_tau,
+                                    plot_topk_by_class,
+                                    setup_plots,
+)
 from repro.report.results import load_results, metric_of, model_label, result_row, results_folder
 from repro.report.summary import headline_markdown, inventory, missing, summary
 from repro.report.tables import compare_rows, table3, table4, table5

@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import math
 from typing import Iterable, Sequence
+
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
-from repro.names import CODES, METRIC_COL
 
-
-
+from repro.names import CODES, MAIN, METRIC_COL, P_VALUES
 
 # results-frame column holding the paper's metric of each test task
 
@@ -38,11 +36,11 @@ from repro.names import CODES, METRIC_COL
 
 # the study's main models: label -> (stage, name, paper reference (table, model, train_tasks) or None)
 MODELS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
-    "M1 (T1+T2+T3)": ("m1", "T1+T2+T3", ("paper_table3", "M1", "T1+T2+T3")),
-    "M2": ("m2", "single", ("paper_table5", "M2", "T1+T2+T3")),
-    "M2+ensemble": ("m2", "ensemble", ("paper_table5", "M2+ensemble", "T1+T2+T3")),
-    "M3": ("m3", "single", ("paper_table5", "M3", "T1+T2+T3")),
-    "M3+ensemble": ("m3", "ensemble", ("paper_table5", "M3+ensemble", "T1+T2+T3")),
+    "M1 (T1+T2+T3)": ("m1", MAIN, ("paper_table3", "M1", MAIN)),
+    "M2": ("m2", "single", ("paper_table5", "M2", MAIN)),
+    "M2+ensemble": ("m2", "ensemble", ("paper_table5", "M2+ensemble", MAIN)),
+    "M3": ("m3", "single", ("paper_table5", "M3", MAIN)),
+    "M3+ensemble": ("m3", "ensemble", ("paper_table5", "M3+ensemble", MAIN)),
     "Ensemble (M1 teachers)": ("ensemble", "m1", None),
 }
 

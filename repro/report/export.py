@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 import pandas as pd
-from repro.report.claims import claims_table
-from repro.paths import PROJECT_ROOT
+
 from repro.io import atomic_write_text
+from repro.paths import PROJECT_ROOT
+from repro.report.claims import claims_table
 from repro.report.formatting import fmt, fmt_claims, to_latex
-from repro.report.per_class import bleu_by_class, table6, topk_by_class
+from repro.report.per_class import bleu_by_class, error_analysis, table6, topk_by_class
 from repro.report.plots import plot_claims, plot_confusion, plot_metric_vs_p, plot_tau, plot_topk_by_class
 from repro.report.results import load_results, results_folder
 from repro.report.summary import headline_markdown
 from repro.report.tables import table3, table4, table5
-from repro.report.per_class import error_analysis
 from repro.sweep.kernel import kernel_env
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+
 import numpy as np
 import pandas as pd
+
 from repro.report.results import STATS
 
 

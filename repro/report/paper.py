@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from functools import lru_cache
-import pandas as pd
-from repro.paths import PROJECT_ROOT
 
+import pandas as pd
+
+from repro.paths import PROJECT_ROOT
 
 PAPER_DIR = PROJECT_ROOT / "results" / "paper"
 

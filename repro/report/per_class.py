@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any, Iterable
+
 import numpy as np
 import pandas as pd
-from repro.names import METRIC_COL
-from repro.names import METRIC_NAME
+
+from repro.names import METRIC_COL, METRIC_NAME, SELECTION_STAGES, STAGES
 from repro.report.paper import paper_confusion
-from repro.report.results import ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, _num, _select, _stats
-from repro.names import SELECTION_STAGES, STAGES
-from repro.report.results import _frame
+from repro.report.results import ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, _frame, _num, _select, _stats
 
 
 def _at_p(rows: pd.DataFrame, p: int | None) -> tuple[int, pd.DataFrame] | None:

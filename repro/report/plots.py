@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from typing import Any
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
-from repro.names import CODES
-from repro.names import METRIC_NAME
+
+from repro.names import CODES, METRIC_NAME, P_VALUES
 from repro.report.results import PAPER_CLASS, PAPER_TAUS
 from repro.report.tables import table4, table5
 

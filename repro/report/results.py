@@ -24,19 +24,14 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
+
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
-from repro.report.claims import MODELS
-from repro.paths import results_dir as default_results_dir
+
 from repro.io import read_json
-from repro.names import STAGES
-from repro.names import TASK_METRIC
-
-
-
-
-
+from repro.names import P_VALUES, STAGES, TASK_METRIC, TASKS
+from repro.paths import results_dir as default_results_dir
+from repro.report.claims import MODELS
 
 PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)
 
@@ -163,9 +158,9 @@ def result_row(res: dict, path: Path | str = "", stage: str | None = None, name:
             tau = float(m.group(2))
     metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
-    n_test = next((_num(test, t, "n") for t in ("coarse", "fine", "caption") if np.isfinite(_num(test, t, "n"))),
+    n_test = next((_num(test, t, "n") for t in TASKS if np.isfinite(_num(test, t, "n"))),
                   float("nan"))
-    tasks = res.get("tasks") or [t for t in ("coarse", "fine", "caption") if t in test]
+    tasks = res.get("tasks") or [t for t in TASKS if t in test]
     return {
         "stage": stage, "name": name, "model": model_label(stage, name, tau_task, tau),
         "p": _as_int(res.get("p"), _path_int(path, "p")), "seed": _as_int(res.get("seed"), _path_int(path, "seed")),

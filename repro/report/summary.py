@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 from typing import Any, Iterable
+
 import numpy as np
 import pandas as pd
-from repro.names import P_VALUES
+
+from repro.names import CODES, P_VALUES, SUBSETS
 from repro.report.claims import claims_table
-from repro.names import CODES
 from repro.report.formatting import _fmt_num
 from repro.report.per_class import best_model
 from repro.report.results import NOTEBOOK_OF, PAPER_TAUS, load_results
 from repro.report.tables import table5
-from repro.names import SUBSETS
 
 
 def _model_sort_key(stage: str, name: str) -> tuple:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pandas as pd
-from repro.report.paper import paper_value
 import numpy as np
+import pandas as pd
+
+from repro.names import CODES, METRIC_COL, SUBSETS
 from repro.report.claims import MODELS
-from repro.names import METRIC_COL, CODES
-from repro.report.results import PAPER_TAUS, RESULT_COLUMNS, STATS, _ps, _select, _stats
-from repro.names import SUBSETS
-from repro.report.results import _frame
-from repro.report.results import metric_of
+from repro.report.paper import paper_value
+from repro.report.results import PAPER_TAUS, RESULT_COLUMNS, STATS, _frame, _ps, _select, _stats, metric_of
 
 
 def compare_rows(results: dict[str, dict], p: int, table: str, model_of=lambda name: "M1",
@@ -19,7 +17,7 @@ def compare_rows(results: dict[str, dict], p: int, table: str, model_of=lambda n
     rows = []
     for name, res in results.items():
         row = {"run": name}
-        for tt in ("T1", "T2", "T3"):
+        for tt in CODES:
             row[(tt, "ours")] = metric_of(res, tt)
             row[(tt, "paper")] = paper_value(table, model_of(name), train_tasks_of(name), tt, p)
         rows.append(row)

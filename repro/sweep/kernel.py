@@ -6,9 +6,9 @@ import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator
+
 from repro.errors import ConfigError
 from repro.paths import PROJECT_ROOT
-
 
 DEFAULT_KERNEL = "python3"
 

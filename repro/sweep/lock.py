@@ -8,10 +8,11 @@ import signal
 import socket
 import threading
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
 from repro.errors import ReproError
-from datetime import datetime, timezone
 
 
 def _now() -> str:

@@ -10,11 +10,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
-from repro.names import P_VALUES
+
 from repro.errors import ConfigError
+from repro.names import P_VALUES
 from repro.paths import PROJECT_ROOT, results_dir as default_results_dir
 from repro.profiles import get_profile
-
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 

@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
 from repro.io import read_json, write_json
-from repro.provenance import peak_memory_mb
 from repro.paths import project_relative
+from repro.provenance import peak_memory_mb
 from repro.sweep.lock import _pid_alive
 from repro.sweep.plan import Run
 

@@ -29,18 +29,16 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
 from repro.errors import ConfigError
 from repro.io import read_json
-from repro.provenance import git_commit
-from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel
-from repro.sweep.lock import _signals_as_interrupt, _sweep_lock
-from repro.sweep.plan import Run
-from repro.sweep.record import RunOutcome, SweepReport, _MemorySampler, _SweepRecord, _error_line, _fmt_s
-from repro.sweep.lock import _now
 from repro.names import SWEEP_FILE
-from repro.sweep.kernel import kernel_env
 from repro.paths import project_relative
-
+from repro.provenance import git_commit
+from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel, kernel_env
+from repro.sweep.lock import _now, _signals_as_interrupt, _sweep_lock
+from repro.sweep.plan import Run
+from repro.sweep.record import RunOutcome, SweepReport, _error_line, _fmt_s, _MemorySampler, _SweepRecord
 
 try:  # psutil samples the kernels' memory while they run (getrusage only sees reaped children)
     import psutil
