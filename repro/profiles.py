@@ -1,7 +1,8 @@
 """The three run profiles, defined in one place (docs/design.md §4).
 
 ``smoke``  CI: a few hundred images, low resolution, 1-2 epochs, minutes.
-``quick``  CPU: EfficientNet-Lite0, frozen trunk with cached features, all stages, all p, 3 seeds.
+``quick``  CPU: EfficientNet-Lite0 frozen at 256 px, multi-scale pooled features cached once, a shared
+           trainable neck + heads, class-balanced T1 loss; all stages, all p, 3 seeds.
 ``paper``  GPU: ResNet-50, 224 px, full fine-tuning, batch 128 (the paper's setting).
 """
 
@@ -20,6 +21,13 @@ class Profile:
     pretrained: bool = True
     image_size: int = 224
     trainable: str | int = "all"         # "all" or the number k of last encoder stages trained
+    taps: tuple[str, ...] | None = None  # frozen encoder read at these stages (mean+max pooled, concatenated)
+    neck_hidden: int | None = None       # width of the shared trainable neck on the tapped features
+    neck_dropout: float = 0.5            # dropout after the neck's hidden layer
+    input_dropout: float = 0.2           # dropout on the tapped features (before the neck)
+    optimizer: str = "sgd"               # "sgd" (Nesterov, the paper) or "adamw"
+    lr_schedule: str = "constant"        # "constant" or "onecycle" (warm-up 10 %, cosine decay to the last epoch)
+    class_balance: float = 0.0           # T1 CE weights (N / (K n_c)) ** class_balance: 0 plain, 1 fully balanced
     views: tuple[str, ...] = ("orig", "hflip")  # training views; evaluation uses "orig"
     max_patients: int | None = None      # subsample patients (smoke) before splitting
     batch_size: int = 128
@@ -51,6 +59,7 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["views"] = list(self.views)
+        d["taps"] = None if self.taps is None else list(self.taps)
         d["taus"] = list(self.taus)
         return d
 
@@ -63,12 +72,15 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", image_size=96, trainable=1, max_patients=240, batch_size=32,
-        lr=0.05, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3, kd_max_epochs=1,
+        name="smoke", image_size=96, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=64,
+        optimizer="adamw", lr=3e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
+        max_patients=240, batch_size=32, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3,
+        kd_max_epochs=1,
     ),
     "quick": Profile(
-        name="quick", image_size=128, trainable=1, batch_size=128,
-        lr=0.02, max_epochs=6, patience=2, kd_max_epochs=3, tau_seed=0,
+        name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
+        optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
+        batch_size=128, max_epochs=10, patience=10, kd_max_epochs=5,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

@@ -12,7 +12,15 @@ from repro.names import PAD, TASKS
 
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The Grad-CAM layer: the last encoder stage before pooling (last stage of ``model.top``, else of the trunk)."""
+    """The Grad-CAM layer: the last encoder stage before pooling (last stage of ``model.top``, else of the trunk).
+
+    A tapped trunk (``quick``) is explained at its FIRST tapped stage (EfficientNet-Lite0 block4,
+    stride 16: 16 x 16 at 256 px): every tapped stage lies at or after it, so the gradients of all
+    the pooled features flow through this map, at twice the resolution of the last stage.
+    """
+    taps = getattr(model.trunk, "taps", None)
+    if taps:
+        return model.trunk.stages[taps[0]]
     for part in (model.top, model.trunk):
         stages = getattr(part, "stages", None)
         if stages is not None and len(stages):

@@ -1,7 +1,7 @@
 """Decode-once image cache (docs/design.md §2): every JPEG is decoded and resized once per resolution.
 
 The cache is a ``.npy`` file (uint8, ``[N, size, size, 3]``, manifest order)
-opened as a read-only memory map, under ``<cache_dir>/images/``. Its name holds
+opened as a copy-on-write memory map (writable in memory, so torch can wrap it; the file never changes), under ``<cache_dir>/images/``. Its name holds
 the size and a hash of the ordered image list with each file's size and
 modification time, so a changed image or manifest gets a new cache. A JSON
 file beside it records the build time, the size in bytes and the bad images.
@@ -134,7 +134,7 @@ def _consume(results, arr: np.ndarray, bar) -> list[tuple[int, str]]:
 def load_image_cache(manifest: pd.DataFrame, size: int, skip_bad_images: bool = False,
                      cache_root: str | os.PathLike | None = None,
                      workers: int = WORKERS) -> tuple[np.ndarray, list[str]]:
-    """The images of ``manifest`` as a read-only uint8 memmap ``[N, size, size, 3]`` in manifest order.
+    """The images of ``manifest`` as a copy-on-write uint8 memmap ``[N, size, size, 3]`` in manifest order.
 
     Built on first use (tqdm progress bar, a pool of ``workers`` processes,
     temp file + rename), reused afterwards. A corrupt or unreadable JPEG is a
@@ -157,7 +157,7 @@ def load_image_cache(manifest: pd.DataFrame, size: int, skip_bad_images: bool = 
             )
     else:
         bad = _build(manifest, size, npy, info, skip_bad_images, workers)
-    arr = np.load(npy, mmap_mode="r")
+    arr = np.load(npy, mmap_mode="c")
     if arr.shape != (len(manifest), size, size, 3) or arr.dtype != np.uint8:
         raise DataError(f"image cache {npy} has shape {arr.shape} {arr.dtype}, expected "
                         f"{(len(manifest), size, size, 3)} uint8; delete it to have it rebuilt.")

@@ -181,11 +181,29 @@ def ensemble_kd(student_logits: torch.Tensor, teacher_logits_list, temperature: 
     return kd_loss_from_probs(student_logits, p, temperature, reduction, mask)
 
 
+def class_balance_weights(counts, power: float = 1.0) -> torch.Tensor:
+    """Inverse-frequency class weights for a class-balanced cross-entropy.
+
+    ``w_c = (N / (K * n_c)) ** power`` for K classes with ``n_c`` training images each
+    (N = sum_c n_c; an absent class counts as 1 image). ``power = 1`` weights every class
+    equally in expectation (the loss then targets balanced accuracy), ``power = 0`` is plain
+    CE (all weights 1); values in between trade accuracy for balanced accuracy.
+    """
+    power = float(power)
+    if power < 0:
+        raise ConfigError(f"class-balance power must be >= 0, got {power!r}")
+    n = torch.as_tensor(counts, dtype=torch.float32).clamp(min=1.0)
+    if n.dim() != 1 or len(n) < 2:
+        raise ConfigError(f"class counts must be a vector of >= 2 classes, got shape {tuple(n.shape)}")
+    return (n.sum() / (len(n) * n)) ** power
+
+
 def task_ce(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-            task: str) -> torch.Tensor:
+            task: str, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy of one task.
 
-    ``coarse``/``fine``: mean CE over the batch. ``caption``: token-level CE
+    ``coarse``/``fine``: mean CE over the batch; with class weights ``w``
+    (:func:`class_balance_weights`) the weighted mean ``sum_b w_{y_b} CE_b / sum_b w_{y_b}``. ``caption``: token-level CE
     ``1/|M| * sum_{(b,i) in M} -log softmax(s_bi)[y_bi]`` over the non-PAD
     targets M (0 when a batch has no token).
     """
@@ -199,7 +217,9 @@ def task_ce(outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Ten
             return logits.sum() * 0.0
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t,
                                ignore_index=PAD)
-    return F.cross_entropy(logits, target.long())
+    if weight is not None:
+        weight = weight.to(device=logits.device, dtype=logits.dtype)
+    return F.cross_entropy(logits, target.long(), weight=weight)
 
 
 def _check_tasks(tasks) -> list[str]:
@@ -222,13 +242,16 @@ def _task_kd(outputs, teacher, task, taus, reduction, aggregation, mask):
                        mask if task == "caption" else None)
 
 
-def m1_loss(outputs, targets, tasks, lambdas=None) -> dict[str, torch.Tensor]:
-    """M1 (paper Eq. 1): ``L = sum_t lambda_t * CE(s_t, y_t)`` (lambda_t = 1 by default)."""
+def m1_loss(outputs, targets, tasks, lambdas=None, class_weights=None) -> dict[str, torch.Tensor]:
+    """M1 (paper Eq. 1): ``L = sum_t lambda_t * CE(s_t, y_t)`` (lambda_t = 1 by default).
+
+    ``class_weights``: task -> per-class weights of that task's CE (class-balanced T1 loss).
+    """
     tasks = _check_tasks(tasks)
     terms: dict[str, torch.Tensor] = {}
     total = 0.0
     for task in tasks:
-        terms[f"ce/{task}"] = task_ce(outputs, targets, task)
+        terms[f"ce/{task}"] = task_ce(outputs, targets, task, (class_weights or {}).get(task))
         total = total + _lambda(lambdas, task) * terms[f"ce/{task}"]
     terms["total"] = total
     return terms
@@ -236,12 +259,13 @@ def m1_loss(outputs, targets, tasks, lambdas=None) -> dict[str, torch.Tensor]:
 
 def m2_loss(outputs, targets, teacher, tasks, taus, alpha=0.95, lambdas=None,
             reduction="batchmean", aggregation="mean_prob",
-            caption_mask=None) -> dict[str, torch.Tensor]:
+            caption_mask=None, class_weights=None) -> dict[str, torch.Tensor]:
     """M2 (paper Eq. 2, docs/design.md §4) on labeled data.
 
     ``L = sum_t lambda_t * [(1 - alpha) * CE_t + alpha * KD_t]`` with
     ``KD_t = tau_t^2 * KL(p_t^tau || q_t^tau)`` (:func:`ensemble_kd`, teacher =
-    one model or an ensemble). Caption KD runs over ``caption_mask`` (B, T);
+    one model or an ensemble); ``CE_t`` is class-weighted where ``class_weights`` has ``t``.
+    Caption KD runs over ``caption_mask`` (B, T);
     when it is None, over the steps up to and including EOS of the true caption.
     """
     if not 0.0 <= float(alpha) <= 1.0:
@@ -252,7 +276,7 @@ def m2_loss(outputs, targets, teacher, tasks, taus, alpha=0.95, lambdas=None,
     terms: dict[str, torch.Tensor] = {}
     total = 0.0
     for task in tasks:
-        ce = task_ce(outputs, targets, task)
+        ce = task_ce(outputs, targets, task, (class_weights or {}).get(task))
         kd = _task_kd(outputs, teacher, task, taus, reduction, aggregation, caption_mask)
         terms[f"ce/{task}"], terms[f"kd/{task}"] = ce, kd
         total = total + _lambda(lambdas, task) * ((1.0 - alpha) * ce + alpha * kd)

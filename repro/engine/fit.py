@@ -39,6 +39,34 @@ class FitResult:
     train_seconds: float
 
 
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("constant", "onecycle")
+
+
+def make_optimizer(params, profile, total_steps: int):
+    """``(optimizer, scheduler or None)`` of a profile.
+
+    ``sgd``: SGD with Nesterov momentum (the paper); ``adamw``: AdamW. ``onecycle``: the LR warms
+    up over the first 10 % of ``total_steps`` to ``profile.lr`` and decays (cosine) to ~0 at the last
+    step, stepped once per batch; ``constant`` keeps ``profile.lr``.
+    """
+    from repro.errors import ConfigError
+
+    if profile.optimizer not in OPTIMIZERS or profile.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"optimizer={profile.optimizer!r} / lr_schedule={profile.lr_schedule!r}: "
+                          f"use one of {OPTIMIZERS} / {LR_SCHEDULES}")
+    if profile.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=profile.lr, weight_decay=profile.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, nesterov=True,
+                              weight_decay=profile.weight_decay)
+    if profile.lr_schedule == "constant" or total_steps < 2:
+        return opt, None
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=profile.lr, total_steps=int(total_steps),
+                                                pct_start=0.1)
+    return opt, sched
+
+
 def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,
         generator: torch.Generator, desc: str = "", progress: bool = True) -> FitResult:
     """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored."""
@@ -48,8 +76,9 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
         raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
     device = bank.device
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum, nesterov=True,
-                          weight_decay=profile.weight_decay)
+    bs = profile.batch_size
+    steps_per_epoch = sum(1 for s in range(0, len(train_idx), bs) if len(train_idx) - s >= 2)
+    opt, sched = make_optimizer(params, profile, profile.max_epochs * max(steps_per_epoch, 1))
     tf_saved = getattr(model, "teacher_forcing", None)
     if stage.teacher_forcing is not None and tf_saved is not None:
         model.teacher_forcing = stage.teacher_forcing
@@ -58,7 +87,6 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
     history: list[dict[str, Any]] = []
     best_state, best_score, best_epoch = None, -float("inf"), -1
     seen, busy = 0, 0.0
-    bs = profile.batch_size
     bar = tqdm(range(profile.max_epochs), desc=desc or stage.name, leave=False, disable=not progress)
     try:
         for epoch in bar:
@@ -81,6 +109,8 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 for k, val in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(val.detach())
                 n_batches += 1

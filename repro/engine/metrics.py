@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -214,7 +215,11 @@ def caption_metrics(refs, hyps, groups=None, group_names=None) -> dict:
       default exponential smoothing, brevity penalty over the corpus) on the
       space-joined tokens with ``tokenize="none"``, divided by 100.
     * ``exact_match``: fraction of hypotheses identical to their reference.
-    * ``bleu_paper_by_group`` / ``n_by_group`` when ``groups`` (N,) is given.
+    * ``distinct_captions``: how many different hypotheses there are (1 = one constant sentence),
+      and ``top_caption_share``: the fraction of images given the most frequent one.
+    * ``bleu_paper_by_group`` / ``n_by_group`` / ``exact_match_by_group`` (per-class caption
+      accuracy: the fraction of a class's images whose caption is exactly right) when
+      ``groups`` (N,) is given.
     """
     refs = [_tokens(r) for r in refs]
     hyps = [_tokens(h) for h in hyps]
@@ -226,15 +231,19 @@ def caption_metrics(refs, hyps, groups=None, group_names=None) -> dict:
         "bleu_paper": float(np.mean(scores)),
         "bleu4": _corpus_bleu4(refs, hyps),
         "exact_match": float(np.mean([r == h for r, h in zip(refs, hyps)])),
+        "distinct_captions": len({tuple(h) for h in hyps}),
+        "top_caption_share": max(Counter(tuple(h) for h in hyps).values()) / len(hyps),
     }
     if groups is not None:
         keys = _group_keys(groups, group_names)
         if len(keys) != len(scores):
             raise ValueError(f"groups has {len(keys)} entries, expected {len(scores)}")
         arr, key_arr = np.array(scores), np.array([str(g) for g in keys])
-        out["bleu_paper_by_group"], out["n_by_group"] = {}, {}
+        exact = np.array([r == h for r, h in zip(refs, hyps)], dtype=float)
+        out["bleu_paper_by_group"], out["n_by_group"], out["exact_match_by_group"] = {}, {}, {}
         for g in _ordered_groups(keys, group_names):
             sel = key_arr == str(g)
             out["bleu_paper_by_group"][g] = float(arr[sel].mean())
             out["n_by_group"][g] = int(sel.sum())
+            out["exact_match_by_group"][g] = float(exact[sel].mean())
     return out

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from repro.distill.losses import m1_loss
+from repro.distill.losses import class_balance_weights, m1_loss
 from repro.names import PAD
 
 
@@ -39,9 +39,20 @@ class Stage:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def supervised_stage(prepared, tasks: tuple[str, ...], lambdas: dict | None = None) -> Stage:
-    """M1 (paper Eq. 1): Σ_t λ_t CE_t on labeled images."""
+def t1_class_weights(prepared, train_idx, power: float) -> dict[str, torch.Tensor]:
+    """``{"coarse": w}``: class-balanced T1 weights from the T1 counts of ``train_idx`` (empty for power 0)."""
+    if not power:
+        return {}
+    counts = np.bincount(prepared.manifest["coarse_idx"].to_numpy()[np.asarray(train_idx)],
+                         minlength=len(prepared.coarse_classes))
+    return {"coarse": class_balance_weights(counts, power)}
+
+
+def supervised_stage(prepared, tasks: tuple[str, ...], lambdas: dict | None = None,
+                     class_weights: dict | None = None) -> Stage:
+    """M1 (paper Eq. 1): Σ_t λ_t CE_t on labeled images (CE_t class-weighted where ``class_weights`` has t)."""
     labels = label_tensors(prepared)
+    class_weights = {t: w for t, w in (class_weights or {}).items() if t in tasks}
 
     def make_batch(idx, view_ids):
         b = {t: labels[t][idx] for t in tasks}
@@ -50,9 +61,10 @@ def supervised_stage(prepared, tasks: tuple[str, ...], lambdas: dict | None = No
         return b
 
     def loss(outputs, batch):
-        return m1_loss(outputs, batch, tasks, lambdas)
+        return m1_loss(outputs, batch, tasks, lambdas, class_weights)
 
-    return Stage("m1", tuple(tasks), make_batch, loss)
+    params = {"class_weights": {t: [round(float(x), 6) for x in w] for t, w in class_weights.items()}}
+    return Stage("m1", tuple(tasks), make_batch, loss, params=params)
 
 
 def trim_captions(batch: dict[str, Any]) -> dict[str, Any]:

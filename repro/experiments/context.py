@@ -75,7 +75,8 @@ class Context:
             encoder=prof.encoder, tasks=tuple(tasks),
             num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
             vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
-            decoder=prof.decoder, teacher_forcing=prof.teacher_forcing,
+            decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
+            neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
         ).to(self.device)
 
     def for_seed(self, seed: int) -> "Context":

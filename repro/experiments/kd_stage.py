@@ -10,7 +10,7 @@ import torch
 from repro.distill.losses import caption_mask, m2_loss, m3_loss
 from repro.distill.teacher_outputs import cached_greedy_prefix, cached_outputs
 from repro.distill.teachers import TeacherSet
-from repro.engine.stage import Stage, label_tensors
+from repro.engine.stage import Stage, label_tensors, t1_class_weights
 from repro.experiments.context import Context
 from repro.experiments.m1 import m1_checkpoint
 from repro.names import SUBSETS
@@ -29,6 +29,7 @@ def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[st
     """M2 (``labeled``: Eq. 2 with α) or M3 (Eq. 3, KD only: never reads a label)."""
     prof = ctx.profile
     labels = label_tensors(ctx.prepared) if labeled else None
+    weights = t1_class_weights(ctx.prepared, teachers.idx, prof.class_balance) if labeled else {}
 
     def make_batch(idx, view_ids):
         b: dict[str, Any] = {"teacher": teachers.batch(tasks, idx, view_ids)}
@@ -42,12 +43,14 @@ def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[st
     def loss(outputs, batch):
         if labeled:
             return m2_loss(outputs, batch, batch["teacher"], tasks, taus, alpha=prof.alpha,
-                           reduction=prof.kd_reduction, aggregation=prof.ensemble, caption_mask=batch.get("mask"))
+                           reduction=prof.kd_reduction, aggregation=prof.ensemble, caption_mask=batch.get("mask"),
+                           class_weights=weights)
         return m3_loss(outputs, batch["teacher"], tasks, taus, reduction=prof.kd_reduction,
                        aggregation=prof.ensemble, caption_mask=batch.get("mask"))
 
     params = {"taus": dict(taus), "alpha": prof.alpha if labeled else None, "kd_reduction": prof.kd_reduction,
-              "aggregation": prof.ensemble, "teachers": {t: teachers.for_task(t) for t in tasks}}
+              "aggregation": prof.ensemble,
+              "class_weights": {t: [round(float(x), 6) for x in w] for t, w in weights.items()}, "teachers": {t: teachers.for_task(t) for t in tasks}}
     # KD per decoding step needs the student forced with the same prefix as the teacher
     return Stage(name, tuple(tasks), make_batch, loss, teacher_forcing=1.0, params=params)
 

@@ -10,12 +10,14 @@ from repro.names import SUBSETS, subset_tasks
 
 def run_m1(ctx: Context, subset: str, force: bool = False, progress: bool = True) -> dict[str, Any]:
     """One M1 teacher (paper Eq. 1) on the labeled set L_p for a task subset such as ``"T1+T3"``."""
-    from repro.engine.stage import supervised_stage
+    from repro.engine.stage import supervised_stage, t1_class_weights
 
     tasks = subset_tasks(subset)
     model = ctx.new_model(tasks)
-    stage = supervised_stage(ctx.prepared, tasks)
-    return train_and_record(ctx, "m1", subset, model, stage, ctx.indices("train", p=ctx.p),
+    idx = ctx.indices("train", p=ctx.p)
+    weights = t1_class_weights(ctx.prepared, idx, ctx.profile.class_balance)
+    stage = supervised_stage(ctx.prepared, tasks, class_weights=weights)
+    return train_and_record(ctx, "m1", subset, model, stage, idx,
                             params={"subset": subset}, force=force, progress=progress)
 
 

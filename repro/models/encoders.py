@@ -244,13 +244,16 @@ class FrozenTrunk(nn.Module):
     """The frozen first stages: no gradients, and always in eval mode (BatchNorm uses its running statistics).
 
     ``.train()`` on a parent module does not switch it to training mode. With no
-    stages it is the identity.
+    stages it is the identity. With ``taps`` it returns a vector instead of a map:
+    the mean- and max-pooled outputs of each tapped stage, concatenated in stage order
+    (``[mean_1, max_1, mean_2, max_2, ...]``, :func:`tap_dim` long).
     """
 
-    def __init__(self, stages: nn.ModuleDict, channels_last: bool = True):
+    def __init__(self, stages: nn.ModuleDict, channels_last: bool = True, taps: tuple[str, ...] | None = None):
         super().__init__()
         self.stages = stages
         self.channels_last = channels_last
+        self.taps = tuple(taps) if taps else None
         for p in self.stages.parameters():
             p.requires_grad_(False)
         super().train(False)
@@ -266,9 +269,12 @@ class FrozenTrunk(nn.Module):
             return x
         if self.channels_last:
             x = _channels_last(x)
-        for stage in self.stages.values():
+        pooled: list[torch.Tensor] = []
+        for name, stage in self.stages.items():
             x = stage(x)
-        return x
+            if self.taps and name in self.taps:
+                pooled += [x.mean((2, 3)), x.amax((2, 3))]
+        return torch.cat(pooled, 1) if self.taps else x
 
 
 class EncoderTop(nn.Module):
@@ -285,7 +291,7 @@ class EncoderTop(nn.Module):
             x = _channels_last(x)
         for stage in self.stages.values():
             x = stage(x)
-        return torch.flatten(self.pool(x), 1)
+        return torch.flatten(self.pool(x), 1) if x.dim() == 4 else x
 
 
 def parse_trainable(value) -> str | int:
@@ -299,12 +305,41 @@ def parse_trainable(value) -> str | int:
     raise ConfigError(f"trainable={value!r} is not allowed: use 'all' or an integer k >= 0 (last k encoder stages)")
 
 
-def split_encoder(spec: EncoderSpec, trainable: str | int = "all") -> tuple[FrozenTrunk, EncoderTop]:
+def tap_dim(spec: EncoderSpec, taps) -> int:
+    """Length of the tapped feature vector: 2 x the channels of each tapped stage (mean and max pooling)."""
+    x = torch.zeros(1, 3, 64, 64)
+    total = 0
+    with torch.inference_mode():
+        was = [m.training for m in spec.stages.values()]
+        spec.stages.eval()
+        for name, stage in spec.stages.items():
+            x = stage(x)
+            if name in taps:
+                total += 2 * int(x.shape[1])
+        for m, w in zip(spec.stages.values(), was):
+            m.train(w)
+    return total
+
+
+def split_encoder(spec: EncoderSpec, trainable: str | int = "all",
+                  taps: tuple[str, ...] | None = None) -> tuple[FrozenTrunk, EncoderTop]:
     """``(trunk, top)``: ``trainable="all"`` trains everything (empty trunk); ``trainable=k`` trains the last k stages.
 
-    ``k = 0`` leaves only the pooling in the top (linear probing of the heads).
+    ``k = 0`` leaves only the pooling in the top (linear probing of the heads). With ``taps``
+    (stage names; needs ``k = 0``) the whole encoder up to the last tapped stage is frozen and
+    returns the multi-scale pooled vector (:class:`FrozenTrunk`); the top is then empty.
     """
     names = list(spec.stage_names)
+    if taps:
+        unknown = [t for t in taps if t not in names]
+        if unknown or parse_trainable(trainable) != 0:
+            raise ConfigError(
+                f"taps={list(taps)} need trainable=0 and stage names of {spec.name} ({', '.join(names)}); "
+                f"got trainable={trainable!r}, unknown {unknown}")
+        last = max(names.index(t) for t in taps)
+        trunk = nn.ModuleDict({n: spec.stages[n] for n in names[:last + 1]})
+        ordered = tuple(n for n in names if n in taps)
+        return FrozenTrunk(trunk, spec.channels_last, ordered), EncoderTop(nn.ModuleDict(), spec.channels_last)
     k = parse_trainable(trainable)
     if k == "all":
         k = len(names)

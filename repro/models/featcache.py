@@ -1,13 +1,17 @@
 """Frozen-trunk output cache (docs/design.md §3): the trunk runs once per (image, view), training runs only the top.
 
-Files live under ``cache_dir()/features/<encoder>-k<k>-<trunk>-<H>px-<images>/<view>.npy``
+Files live under ``cache_dir()/features/<encoder>-k<k>[-taps.<stages>]-<trunk>-<H>px-<images>/<view>.npy``
 where ``<trunk>`` fingerprints the trunk's actual weights (so a pretrained, a
 random and a fine-tuned trunk never share a file) and ``<images>`` is the
 image-cache key. Each view is one ``.npy`` array ``[N, C, h, w]`` (float16 by
-default), opened as a read-only memory map, written atomically (temp file +
+default), opened as a copy-on-write memory map, written atomically (temp file +
 rename) and reused when present.
 
-On-disk size = N x C x h x w x 2 bytes per view (float16). EfficientNet-Lite0
+A trunk with ``taps`` (the ``quick`` profile) stores one pooled vector per image and view:
+EfficientNet-Lite0 tapped at block4-6 -> 2 x (112 + 192 + 320) = 1,248 values (2.5 KB; 5,503
+ODIR images: 14 MB per view), whatever the image size.
+
+On-disk size of a map = N x C x h x w x 2 bytes per view (float16). EfficientNet-Lite0
 with ``trainable=1`` (trunk = stem..block6, 320 channels at H/32):
 160 px -> 320 x 5 x 5 = 16 KB per image and view (5,503 ODIR images: 88 MB per
 view); 224 px -> 320 x 7 x 7 = 31 KB (173 MB per view). ResNet-50 with
@@ -74,7 +78,8 @@ def feature_dir(spec: EncoderSpec, trunk: FrozenTrunk, trainable, size: tuple[in
     h, w = size
     px = f"{h}px" if h == w else f"{h}x{w}px"
     safe_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(cache_key))
-    name = f"{spec.name}-k{trainable}-{trunk_fingerprint(trunk)}-{px}-{safe_key}"
+    taps = f"-taps.{'.'.join(trunk.taps)}" if getattr(trunk, "taps", None) else ""
+    name = f"{spec.name}-k{trainable}{taps}-{trunk_fingerprint(trunk)}-{px}-{safe_key}"
     return (root or cache_dir()) / "features" / name
 
 
@@ -117,7 +122,7 @@ def trunk_feature_cache(model_or_spec, images: np.ndarray, views: tuple[str, ...
         path = folder / f"{view}.npy"
         if not path.exists():
             _compute(trunk, spec, images, view, path, batch_size, np.dtype(dtype), device, progress)
-        arr = np.load(path, mmap_mode="r")
+        arr = np.load(path, mmap_mode="c")
         if arr.shape[0] != n:
             raise ConfigError(f"cached features {path} hold {arr.shape[0]} rows, expected {n}; delete the file")
         out[view] = arr

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from repro.errors import ConfigError
-from repro.models.encoders import build_encoder, parse_trainable, split_encoder
+from repro.models.encoders import build_encoder, parse_trainable, split_encoder, tap_dim
 from repro.names import EOS, PAD, SOS, TASKS
 
 
@@ -128,20 +128,40 @@ class CaptionDecoder(nn.Module):
         return ids, logits
 
 
+class Neck(nn.Module):
+    """The shared trainable part on tapped features: BN - Dropout - Linear(d, h) - BN - ReLU - Dropout.
+
+    The first BatchNorm (no affine) standardises the mean/max-pooled features, whose scales
+    differ by stage; every task head reads the neck's ``h``-vector, so the tasks share it.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, dropout: float = 0.5, input_dropout: float = 0.2):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.BatchNorm1d(in_dim, affine=False), nn.Dropout(input_dropout), nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 class MTLNet(nn.Module):
     """Shared encoder + one head per task; ``forward`` returns a dict keyed by task (docs/design.md §3).
 
     ``trainable="all"`` fine-tunes the whole encoder (the paper); ``trainable=k``
     freezes all but the last k encoder stages, whose input can then be
-    precomputed once (:func:`repro.featcache.trunk_feature_cache`) and fed with
-    ``from_trunk=True``.
+    precomputed once (:func:`repro.models.featcache.trunk_feature_cache`) and fed with
+    ``from_trunk=True``. With ``taps`` (and ``trainable=0``) the whole encoder is frozen and
+    read at several stages (mean+max pooled), and a shared :class:`Neck` of width
+    ``neck_hidden`` is the trainable part every task reads (the ``quick`` profile).
     """
 
     def __init__(self, encoder: str = "efficientnet_lite0", tasks: Iterable[str] = TASKS,
                  num_classes: dict[str, int] | None = None, vocab_size: int | None = None,
                  trainable: str | int = "all", pretrained: bool = True, weights_path: str | None = None,
                  decoder: str = "lstm", teacher_forcing: float = 0.5, embed: int = 256, hidden: int = 512,
-                 head_hidden: int = 512, dropout: float = 0.1):
+                 head_hidden: int = 512, dropout: float = 0.1, taps: Iterable[str] | None = None,
+                 neck_hidden: int | None = None, neck_dropout: float = 0.5, input_dropout: float = 0.2):
         super().__init__()
         tasks = tuple(tasks)
         unknown = [t for t in tasks if t not in TASKS]
@@ -157,11 +177,18 @@ class MTLNet(nn.Module):
         trainable = parse_trainable(trainable)
 
         spec = build_encoder(encoder, pretrained=pretrained, weights_path=weights_path)
-        self.trunk, self.top = split_encoder(spec, trainable)
+        taps = tuple(taps) if taps else None
+        if (taps is None) != (neck_hidden is None):
+            raise ConfigError(f"taps={taps} and neck_hidden={neck_hidden} go together: give both or neither")
+        self.trunk, self.top = split_encoder(spec, trainable, taps)
         self.encoder_spec = spec.describe()
         self.trainable = trainable
         self.teacher_forcing = float(teacher_forcing)
         d = spec.out_dim
+        self.neck: nn.Module = nn.Identity()
+        if taps:
+            self.neck = Neck(tap_dim(spec, taps), int(neck_hidden), neck_dropout, input_dropout)
+            d = int(neck_hidden)
         heads: dict[str, nn.Module] = {}
         for t in ("coarse", "fine"):
             if t in self.tasks:
@@ -177,6 +204,8 @@ class MTLNet(nn.Module):
             "weights_path": None if weights_path is None else str(weights_path),
             "decoder": decoder, "teacher_forcing": float(teacher_forcing), "embed": embed, "hidden": hidden,
             "head_hidden": head_hidden, "dropout": dropout, "encoder_weights": spec.weights,
+            "taps": None if taps is None else list(taps), "neck_hidden": neck_hidden,
+            "neck_dropout": neck_dropout, "input_dropout": input_dropout,
         }
 
     @classmethod
@@ -203,7 +232,7 @@ class MTLNet(nn.Module):
             x = self.trunk(x)
         elif x.dtype == torch.float16 and not torch.is_autocast_enabled(x.device.type):
             x = x.float()
-        return self.top(x)
+        return self.neck(self.top(x))
 
     @property
     def decoder(self) -> CaptionDecoder:

@@ -222,10 +222,32 @@ def plan_sweep(
         return Run(spec.path, params, result, executed, profile, rdir, spec.number, p, seed)
 
     runs = [make(s, None, None) for s in head]
+    for spec, p, seed in _tau_seed_dependencies(profile, per, ps, seeds, notebooks_dir):
+        runs.append(make(spec, p, seed))
     for seed, p in itertools.product(seeds, ps):
         runs += [make(s, p, seed) for s in per]
     runs += [make(s, None, None) for s in tail]
     return runs
+
+
+# notebooks that read the τ study, and the ones that produce it (the teachers, then the study)
+TAU_READERS = (2, 3, 4)
+TAU_PRODUCERS = (1, 4)
+
+
+def _tau_seed_dependencies(profile: str, per: list[_Notebook], ps: list[int], seeds: list[int],
+                           notebooks_dir) -> list[tuple[_Notebook, int, int]]:
+    """Runs a sweep must add because a profile shares one seed's τ study (``tau_seed = k``).
+
+    With ``tau_seed = k``, M2/M3 of every seed read seed k's τ study; when the sweep reads τ
+    (notebooks 02-04) for seeds without k, it first runs the teachers (01) and the study (04)
+    for seed k at each p. A profile with ``tau_seed = None`` (``quick``) has no such dependency.
+    """
+    k = get_profile(profile).tau_seed
+    if k is None or k in seeds or not any(s.number in TAU_READERS for s in per):
+        return []
+    producers = [_inspect(q) for q in all_notebooks(notebooks_dir) if _number(q.stem) in TAU_PRODUCERS]
+    return [(spec, p, int(k)) for p in ps for spec in sorted(producers, key=lambda s: s.number)]
 
 
 def parse_param(text: str) -> tuple[str, Any]:

@@ -220,10 +220,21 @@ class _SweepRecord:
             peak_memory_mb=max((s.get("peak_memory_mb") or 0.0 for s in segs), default=0.0),
             git_commits=list(dict.fromkeys(s.get("git_commit") for s in segs if s.get("git_commit"))),
             runs=merged,
+            breakdown_s=_breakdown(merged),
         )
         order = ["profile", "notebooks", "ps", "seeds", "started", "finished", "wall_s", "peak_memory_mb",
-                 "git_commits", "runs", "segments"]
+                 "git_commits", "breakdown_s", "runs", "segments"]
         write_json(self.path, {k: self.doc[k] for k in order} | {k: v for k, v in self.doc.items() if k not in order})
+
+
+def _breakdown(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Wall seconds of the runs that did work, summed per notebook (the sweep's per-stage time)."""
+    out: dict[str, float] = {}
+    for key, r in runs.items():
+        if r.get("status") == "done" and r.get("wall_s") is not None:
+            stem = key.split("/")[0]
+            out[stem] = round(out.get(stem, 0.0) + float(r["wall_s"]), 3)
+    return dict(sorted(out.items()))
 
 
 def _error_line(exc: BaseException) -> str:
