@@ -55,9 +55,12 @@ def test_bootstrap_interval():
 
 # ---------------------------------------------------------------- the table
 
-def _row(stage, name, p, seed, t1=np.nan, t2=np.nan, t3=np.nan, tau_task=None, tau=np.nan):
-    return {"stage": stage, "name": name, "p": p, "seed": seed, "T1_acc": t1, "T2_top1": t2, "T3_bleu": t3,
-            "tau_task": tau_task, "tau": tau}
+def _row(stage, name, p, seed, t1=np.nan, t2=np.nan, t3=np.nan, tau_task=None, tau=np.nan, acc=None):
+    """``t1`` is T1's claim metric, balanced accuracy; T1 accuracy is a constant 0.5 unless given (so a
+    claim computed on accuracy would find no effect)."""
+    acc = (0.5 if np.isfinite(t1) else np.nan) if acc is None else acc
+    return {"stage": stage, "name": name, "p": p, "seed": seed, "T1_bacc": t1, "T1_acc": acc, "T2_top1": t2,
+            "T3_bleu": t3, "tau_task": tau_task, "tau": tau}
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +137,40 @@ def test_per_p_rows_and_summary(synthetic):
     counts = claims.summarize(table)
     assert counts.loc["MTL beats single-task"].sum() == 3  # pooled rows only
     assert counts.loc["higher τ better at small p", "supported"] == 1
+
+
+# ---------------------------------------------------------------- balanced accuracy and the probe
+
+def test_claims_use_balanced_accuracy():
+    from repro.names import CLAIM_COL
+
+    assert CLAIM_COL["T1"] == "T1_bacc"
+    rows = []
+    for p in (15, 70):
+        for seed in (0, 1, 2):
+            # accuracy says M2 wins clearly; balanced accuracy says it loses clearly
+            rows.append(_row("m1", "T1+T2+T3", p, seed, t1=0.50 + 0.01 * seed, acc=0.60))
+            rows.append(_row("m2", "single", p, seed, t1=0.45 + 0.01 * seed, acc=0.70 + 0.01 * seed))
+    table = claims.claims_table(pd.DataFrame(rows))
+    r = _get(table, "M2 beats M1", "T1", "M2 −")
+    assert r.effect == pytest.approx(-0.05) and r.verdict == "not supported"
+
+
+def test_which_models_beat_the_probe():
+    rows = []
+    for p in (15, 70):
+        for seed in (0, 1, 2):
+            rows.append(_row("baseline", "probe", p, seed, t1=0.40, t2=0.50))
+            rows.append(_row("m1", "T1+T2+T3", p, seed, t1=0.45 + 0.01 * seed, t2=0.50 + 0.01 * (seed - 1)))
+            rows.append(_row("m2", "single", p, seed, t1=0.35 - 0.01 * seed, t2=0.55))
+    table = claims.claims_table(pd.DataFrame(rows))
+    m1 = _get(table, claims.PROBE_CLAIM, "T1", "M1 (T1+T2+T3) − LR probe")
+    assert m1.n_pairs == 6 and m1.effect == pytest.approx(0.06) and m1.verdict == "supported"
+    assert math.isnan(m1.paper_effect)
+    assert _get(table, claims.PROBE_CLAIM, "T2", "M1 (T1+T2+T3)").verdict == "inconclusive"
+    assert _get(table, claims.PROBE_CLAIM, "T1", "M2 −").verdict == "not supported"
+    assert _get(table, claims.PROBE_CLAIM, "T1", "M3 −").n_pairs == 0  # no M3: no pairs
+    assert set(table.loc[table.claim == claims.PROBE_CLAIM, "task"]) == {"T1", "T2"}
+    who = claims.beats_probe(table)
+    assert who["T1"] == {"supported": ["M1 (T1+T2+T3)"], "not supported": ["M2"], "inconclusive": []}
+    assert who["T2"]["supported"] == ["M2"] and who["T2"]["inconclusive"] == ["M1 (T1+T2+T3)"]

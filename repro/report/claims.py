@@ -1,7 +1,8 @@
 """The paper's claims as paired comparisons with an effect size, a confidence interval and a verdict (docs/design.md §5).
 
-Each claim compares a model A with a model B on one task's primary metric (T1 accuracy, T2
-top-1, T3 ``bleu_paper``). A *pair* is one ``(p, seed)`` for which both A and B have a result;
+Each claim compares a model A with a model B on one task's main metric (:data:`repro.names.CLAIM_METRIC`:
+T1 balanced accuracy — ODIR-5K is 45 % normal, so accuracy rewards the majority class —, T2 top-1,
+T3 ``bleu_paper``). A *pair* is one ``(p, seed)`` for which both A and B have a result;
 its difference A − B is one effect sample. Pairs are pooled over p unless the claim is about one p
 (the temperature claim, paper §4.2 "when p is small … higher τ is desired").
 
@@ -10,13 +11,17 @@ its difference A − B is one effect sample. Pairs are pooled over p unless the 
 * verdict: ``supported`` (interval entirely above 0), ``not supported`` (entirely below 0: the
   opposite holds), ``inconclusive`` (interval contains 0, or fewer than 2 pairs).
 * paper effect: the same difference in the paper's tables (Tables 3–5), averaged over the p values
-  our pairs come from (all five where we have none).
+  our pairs come from (all five where we have none); for T1 it is on accuracy (the paper reports
+  no balanced accuracy).
+* "beats the LR probe": each main model (M1 {T1,T2,T3}, M2, M3, their ensembles) minus the
+  logistic-regression probe on frozen features (``baseline-probe.json``), on T1 and T2 (the probe
+  has no T3); no paper effect.
 
 Pairs at different p share a seed and nested training sets, so they are not independent: the
 interval is a descriptive summary, not an exact test.
 
 Pure functions on the results DataFrame of :func:`repro.report.load_results` (columns ``stage,
-name, p, seed, T1_acc, T2_top1, T3_bleu`` and, for τ runs, ``tau_task, tau``).
+name, p, seed, T1_bacc, T2_top1, T3_bleu`` and, for τ runs, ``tau_task, tau``).
 """
 
 from __future__ import annotations
@@ -27,12 +32,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from repro.names import CODES, MAIN, METRIC_COL, P_VALUES
-
-# results-frame column holding the paper's metric of each test task
-
-
-
+from repro.names import BASELINE_STAGE, CLAIM_COL, CODES, MAIN, P_VALUES
 
 # the study's main models: label -> (stage, name, paper reference (table, model, train_tasks) or None)
 MODELS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
@@ -43,6 +43,13 @@ MODELS: dict[str, tuple[str, str, tuple[str, str, str] | None]] = {
     "M3+ensemble": ("m3", "ensemble", ("paper_table5", "M3+ensemble", MAIN)),
     "Ensemble (M1 teachers)": ("ensemble", "m1", None),
 }
+
+
+# the claim that each main model learned more than a linear probe on the frozen features
+PROBE_CLAIM = "beats the LR probe"
+PROBE = {"label": "LR probe", "stage": BASELINE_STAGE, "name": "probe", "ref": None}
+PROBE_MODELS = ("M1 (T1+T2+T3)", "M2", "M2+ensemble", "M3", "M3+ensemble")
+PROBE_TASKS = ("T1", "T2")
 
 
 HIGH_TAUS = (5.0, 10.0)
@@ -94,8 +101,9 @@ def verdict(effect_samples: Sequence[float], level: float = 0.95) -> tuple[float
 
 
 def model_scores(df: pd.DataFrame, stage: str, name: str, task: str) -> pd.Series:
-    """Metric of ``task`` for one model, indexed by ``(p, seed)`` (mean over duplicates, NaN dropped)."""
-    col = METRIC_COL[task]
+    """Claim metric of ``task`` (T1: balanced accuracy) for one model, indexed by ``(p, seed)``
+    (mean over duplicates, NaN dropped)."""
+    col = CLAIM_COL[task]
     if df is None or df.empty or col not in df:
         return pd.Series(dtype=float)
     sel = df[(df["stage"] == stage) & (df["name"] == name)]
@@ -115,7 +123,7 @@ def paired_differences(a: pd.Series, b: pd.Series, p: int | None = None) -> pd.S
 
 def tau_scores(df: pd.DataFrame, task: str, taus: Iterable[float]) -> pd.Series:
     """Mean over the given τ of the τ-study students of ``task``, indexed by ``(p, seed)``."""
-    col = METRIC_COL[task]
+    col = CLAIM_COL[task]
     if df is None or df.empty or "tau" not in df or col not in df:
         return pd.Series(dtype=float)
     taus = [float(t) for t in taus]
@@ -155,7 +163,8 @@ def paper_tau_effect(task: str, p: int) -> float:
 
 
 def comparisons() -> list[dict]:
-    """The pairwise model comparisons behind claims 1–4: claim, A and B (label, stage, name, paper ref)."""
+    """The pairwise model comparisons behind claims 1–4 and "beats the LR probe": claim, task, A and B
+    (label, stage, name, paper ref)."""
     m = MODELS
 
     def side(label):
@@ -175,6 +184,9 @@ def comparisons() -> list[dict]:
     for claim, a, b in pairs:
         for task in CODES:
             out.append({"claim": claim, "task": task, "a": side(a), "b": side(b)})
+    for a in PROBE_MODELS:
+        for task in PROBE_TASKS:
+            out.append({"claim": PROBE_CLAIM, "task": task, "a": side(a), "b": dict(PROBE)})
     return out
 
 
@@ -204,13 +216,13 @@ def claims_table(df: pd.DataFrame, per_p: bool = False) -> pd.DataFrame:
                                    model_scores(df, b["stage"], b["name"], task))
         ps = sorted(set(diffs.index.get_level_values("p"))) if diffs.size else []
         comp = f"{a['label']} − {b['label']}"
-        rows.append(_row(c["claim"], task, comp, "pooled over p", _ps_label(ps), diffs,
-                         paper_effect(a["ref"], b["ref"], task, ps or P_VALUES)))
+        paper = paper_effect(a["ref"], b["ref"], task, ps or P_VALUES) if b["ref"] else float("nan")
+        rows.append(_row(c["claim"], task, comp, "pooled over p", _ps_label(ps), diffs, paper))
         if per_p:
             for p in ps:
                 d = diffs[diffs.index.get_level_values("p") == p]
                 rows.append(_row(c["claim"], task, comp, "one p", str(p), d,
-                                 paper_effect(a["ref"], b["ref"], task, [p])))
+                                 paper_effect(a["ref"], b["ref"], task, [p]) if b["ref"] else float("nan")))
 
     tau_ps = []
     if df is not None and not df.empty and "stage" in df:
@@ -222,6 +234,20 @@ def claims_table(df: pd.DataFrame, per_p: bool = False) -> pd.DataFrame:
                          str(p_small), diffs,
                          paper_tau_effect(task, p_small)))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def beats_probe(claims: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+    """Per task of the probe claim: ``{"T1": {"supported": [models], "not supported": [...],
+    "inconclusive": [...]}, ...}`` from the pooled "beats the LR probe" rows (models without pairs
+    are left out)."""
+    out: dict[str, dict[str, list[str]]] = {}
+    if claims is None or claims.empty:
+        return out
+    sel = claims[(claims["claim"] == PROBE_CLAIM) & (claims["scope"] != "one p") & (claims["n_pairs"] > 0)]
+    for _, r in sel.iterrows():
+        model = r["comparison"].split(" − ")[0]
+        out.setdefault(r["task"], {"supported": [], "not supported": [], "inconclusive": []})[r["verdict"]].append(model)
+    return out
 
 
 def summarize(claims: pd.DataFrame) -> pd.DataFrame:

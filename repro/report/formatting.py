@@ -7,40 +7,52 @@ import re
 import numpy as np
 import pandas as pd
 
-from repro.report.results import STATS
+from repro.report.results import BACC, STATS
+
+# column groups holding counts (images, outcomes): whole numbers print without decimals
+COUNT_GROUPS = ("count", "test images", "support", "n")
 
 
 def _fmt_num(v: float, digits: int) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
+def _fmt_count(v: float, digits: int = 1) -> str:
+    """A count: "162", not "162.000"; a non-whole mean over seeds keeps ``digits`` decimals."""
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{int(round(v))}" if float(v).is_integer() else f"{v:.{digits}f}"
+
+
 def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
     """Display form of a comparison table: per column group "mean ± std (n)" as ``ours`` beside
-    ``paper``; other columns (e.g. ``chosen``) kept. Missing values read "–"."""
+    ``paper`` (none for "T1 bacc"); other columns (e.g. ``chosen``) kept. Missing values read "–";
+    counts (:data:`COUNT_GROUPS`) print whole numbers without decimals."""
     if table is None or table.empty or not isinstance(table.columns, pd.MultiIndex):
         return table
     out = {}
     for g in dict.fromkeys(table.columns.get_level_values(0)):
         d = digits.get(g, 3) if isinstance(digits, dict) else digits
+        num = (lambda v, d=d: _fmt_count(v, d)) if g in COUNT_GROUPS else (lambda v, d=d: _fmt_num(v, d))
         stats = list(table[g].columns)
         if "mean" in stats and "n" in stats:
-            def ours(r, d=d):
+            def ours(r, num=num):
                 if not r["n"]:
                     return "–"
-                s = _fmt_num(r["mean"], d)
+                s = num(r["mean"])
                 if r["n"] >= 2 and np.isfinite(r["std"]):
-                    s += f" ± {_fmt_num(r['std'], d)}"
+                    s += f" ± {num(r['std'])}"
                 return f"{s} ({int(r['n'])})"
             out[(g, "ours")] = table[g].apply(ours, axis=1)
-            if "paper" in stats:
-                out[(g, "paper")] = table[(g, "paper")].map(lambda v, d=d: _fmt_num(v, d))
+            if "paper" in stats and g != BACC:  # balanced accuracy: the paper has none
+                out[(g, "paper")] = table[(g, "paper")].map(num)
             for s in stats:
                 if s not in STATS:
                     out[(g, s)] = table[(g, s)]
         else:
             for s in stats:
                 col = table[(g, s)]
-                out[(g, s)] = col.map(lambda v, d=d: _fmt_num(v, d)) if col.dtype.kind == "f" else col
+                out[(g, s)] = col.map(num) if col.dtype.kind == "f" else col
     res = pd.DataFrame(out, index=table.index)
     res.columns = pd.MultiIndex.from_tuples(res.columns)
     return res

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from repro.names import METRIC_COL, METRIC_NAME, SELECTION_STAGES, STAGES
+from repro.names import CLAIM_NAME, METRIC_COL, SELECTION_STAGES, STAGES
 from repro.report.paper import paper_confusion
 from repro.report.results import ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, _frame, _num, _select, _stats
 
@@ -25,14 +25,14 @@ def _at_p(rows: pd.DataFrame, p: int | None) -> tuple[int, pd.DataFrame] | None:
 def best_model(df: pd.DataFrame, task: str | None = None, p: int | None = None,
                stages: Iterable[str] = SELECTION_STAGES, need: str | None = None) -> dict[str, Any] | None:
     """The model with the best mean validation score over seeds at ``p`` (default: the largest p
-    with a candidate). ``task`` "T1"/"T2"/"T3" ranks by that task's validation metric among the
-    models that learned it; ``None`` ranks 3-task models by ``val_score``. ``need`` names a key
+    with a candidate). ``task`` "T1"/"T2"/"T3" ranks by that task's main validation metric (T1:
+    balanced accuracy, :data:`repro.names.PRIMARY`) among the models that learned it; ``None`` ranks 3-task models by ``val_score``. ``need`` names a key
     the test metrics must hold (e.g. "error_analysis"). ``None`` if there is no candidate."""
     if df is None or df.empty:
         return None
     cand = df[df["stage"].isin(list(stages))]
     if task:
-        score = f"val_{task}"
+        score = "val_T1_bacc" if task == "T1" else f"val_{task}"
         cand = cand[cand[METRIC_COL[task]].notna()]
     else:
         score = "val_score"
@@ -51,7 +51,7 @@ def best_model(df: pd.DataFrame, task: str | None = None, p: int | None = None,
     rows = cand[(cand["stage"] == top["stage"]) & (cand["name"] == top["name"])]
     return {"stage": top["stage"], "name": top["name"], "model": rows["model"].iloc[0], "p": p,
             "val_score": float(top["mean"]), "seeds": sorted(rows["seed"].astype(int)), "rows": rows,
-            "selected_by": f"validation {METRIC_NAME[task] if task else 'score (mean of the three tasks)'}"}
+            "selected_by": f"validation {CLAIM_NAME[task] if task else 'score (mean of the three tasks)'}"}
 
 
 def _pick(df, task, p, model, need=None):

@@ -1,13 +1,16 @@
 """The study's report: this project's numbers over seeds beside the paper's (docs/design.md §5, §6).
 
 * :func:`load_results` reads every ``results/<profile>/p<p>/seed<seed>/<stage>-<name>.json``
-  into one DataFrame (one row per trained model).
+  into one DataFrame (one row per trained model, and per baseline: stage ``baseline``).
 * Tables (paper §4.2): :func:`table3` (M1 task subsets), :func:`table4` (τ study),
   :func:`table5` (M2/M3, single teacher and ensemble, and the M1 ensemble as a predictor),
   :func:`table6` (T1 confusion matrix), :func:`topk_by_class` (Fig. 4), :func:`bleu_by_class`
   (§4.2 "BLEU scores across the diseases") and :func:`error_analysis` (supplement §3).
   The comparison tables have columns ``(task, stat)`` with stat ∈ mean, std (over seeds,
   ddof = 1), n (seeds) and paper; :func:`fmt` turns them into "mean ± std (n)" beside "paper".
+  Task groups: "T1 bacc" (T1 balanced accuracy, our main T1 metric, no paper value), "T1"
+  (accuracy, the paper's), "T2" (top-1), "T3" (BLEU). Tables 3 and 5 end with the baseline rows
+  (:data:`BASELINES`) when the results hold baseline files.
 * Plots return their matplotlib figure.
 * :func:`export_report` executes ``notebooks/06_report.ipynb`` with papermill and writes the
   HTML report, LaTeX tables and PNG figures; :func:`headline_markdown` is the README summary.
@@ -29,21 +32,36 @@ import numpy as np
 import pandas as pd
 
 from repro.io import read_json
-from repro.names import P_VALUES, STAGES, TASK_METRIC, TASKS
+from repro.names import BASELINE_STAGE, P_VALUES, STAGES, TASK_METRIC, TASKS
 from repro.paths import results_dir as default_results_dir
 from repro.report.claims import MODELS
 
 PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)
 
 
-RESULT_RE = re.compile(rf"^({'|'.join(STAGES)})-(.+)\.json$")  # result_file(stage, name)
+# the model stages and the baselines (``baseline-majority.json``, ``baseline-probe.json``)
+ALL_STAGES = STAGES + (BASELINE_STAGE,)
+RESULT_RE = re.compile(rf"^({'|'.join(ALL_STAGES)})-(.+)\.json$")  # result_file(stage, name)
+
+# the baseline rows of every table showing models: label -> (stage, name, paper codes the row shows)
+BASELINES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "Majority class": (BASELINE_STAGE, "majority", ("T1", "T2")),
+    "Most frequent caption": (BASELINE_STAGE, "majority", ("T3",)),
+    "LR probe (frozen features)": (BASELINE_STAGE, "probe", ("T1", "T2")),
+}
+BASELINE_LABEL = {"majority": "Majority class", "probe": "LR probe (frozen features)"}
+
+# column group of T1's main metric (balanced accuracy) in the comparison tables, shown before "T1"
+# (accuracy, the paper's metric); it has no paper counterpart
+BACC = "T1 bacc"
+GROUPS = (BACC,) + ("T1", "T2", "T3")
 
 
 STATS = ("mean", "std", "n", "paper")
 
 
 # which notebook produces each stage (for "what is missing" notes)
-NOTEBOOK_OF = {"m1": "01_m1_teachers", "ensemble": "02_m2_distill", "m2": "02_m2_distill",
+NOTEBOOK_OF = {"m1": "01_m1_teachers", BASELINE_STAGE: "01_m1_teachers", "ensemble": "02_m2_distill", "m2": "02_m2_distill",
                "m3": "03_m3_unlabeled", "tau": "04_temperature"}
 
 
@@ -79,7 +97,7 @@ ERROR_LABELS = {
 RESULT_COLUMNS = [
     "stage", "name", "model", "p", "seed", "tasks", "tau_task", "tau",
     "T1_acc", "T1_bacc", "T1_f1", "T2_top1", "T2_top5", "T3_bleu", "T3_bleu4", "T3_exact",
-    "val_T1", "val_T2", "val_T3", "val_score", "n_test", "split_hash", "wall_s", "path", "result",
+    "val_T1", "val_T1_bacc", "val_T2", "val_T3", "val_score", "n_test", "split_hash", "wall_s", "path", "result",
 ]
 
 
@@ -123,6 +141,8 @@ def model_label(stage: str, name: str, tau_task: str | None = None, tau: float |
             return label
     if stage == "m1":
         return f"M1 ({name})"
+    if stage == BASELINE_STAGE and name in BASELINE_LABEL:
+        return BASELINE_LABEL[name]
     if stage == "tau" and tau_task and tau is not None and np.isfinite(tau):
         return f"τ-study {tau_task} τ={tau:g}"
     return f"{stage}-{name}"
@@ -146,7 +166,7 @@ def _as_int(v: Any, fallback: int | None) -> int | None:
 def result_row(res: dict, path: Path | str = "", stage: str | None = None, name: str | None = None) -> dict:
     """The DataFrame row of one result JSON."""
     path = Path(path)
-    stage = res.get("stage") if res.get("stage") in STAGES else stage
+    stage = res.get("stage") if res.get("stage") in ALL_STAGES else stage
     name = str(res.get("name") or name)
     params = res.get("params") if isinstance(res.get("params"), dict) else {}
     tau_task, tau = None, float("nan")
@@ -170,7 +190,8 @@ def result_row(res: dict, path: Path | str = "", stage: str | None = None, name:
         "T2_top1": _metric(res, "T2"), "T2_top5": _num(test, "fine", "top5"),
         "T3_bleu": _metric(res, "T3"), "T3_bleu4": _num(test, "caption", "bleu4"),
         "T3_exact": _num(test, "caption", "exact_match"),
-        "val_T1": _metric(res, "T1", "val"), "val_T2": _metric(res, "T2", "val"), "val_T3": _metric(res, "T3", "val"),
+        "val_T1": _metric(res, "T1", "val"),
+        "val_T1_bacc": _num(metrics.get("val"), "coarse", "balanced_accuracy"), "val_T2": _metric(res, "T2", "val"), "val_T3": _metric(res, "T3", "val"),
         "val_score": _num(res, "best_val_score"), "n_test": n_test,
         "split_hash": res.get("split_hash"), "wall_s": _num(res, "wall_s"), "path": str(path), "result": res,
     }
@@ -181,8 +202,8 @@ def load_results(profile: str = "quick", results_root=None, results_dir=None) ->
 
     ``<folder>`` is ``results_dir`` or ``<results_root or results>/<profile>``. Columns: stage,
     name, model, p, seed, tasks, τ (``tau_task``, ``tau``), the test metrics ``T1_acc T1_bacc
-    T1_f1 T2_top1 T2_top5 T3_bleu T3_bleu4 T3_exact``, the validation metrics ``val_T1 val_T2
-    val_T3 val_score``, path and the parsed JSON (``result``). Unreadable files are skipped with
+    T1_f1 T2_top1 T2_top5 T3_bleu T3_bleu4 T3_exact``, the validation metrics ``val_T1 val_T1_bacc
+    val_T2 val_T3 val_score``, path and the parsed JSON (``result``). Unreadable files are skipped with
     a warning; a missing folder gives an empty frame.
     """
     folder = results_folder(profile, results_root, results_dir)
@@ -210,7 +231,7 @@ def load_results(profile: str = "quick", results_root=None, results_dir=None) ->
     if not df.empty:
         df["p"] = df["p"].astype(int)
         df["seed"] = df["seed"].astype(int)
-        order = {s: i for i, s in enumerate(STAGES)}
+        order = {s: i for i, s in enumerate(ALL_STAGES)}
         df = df.sort_values(["stage", "name", "p", "seed"], key=lambda c: c.map(order) if c.name == "stage" else c)
         df = df.reset_index(drop=True)
     df.attrs["folder"] = str(folder)

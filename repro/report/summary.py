@@ -8,17 +8,18 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from repro.names import CODES, P_VALUES, SUBSETS
-from repro.report.claims import claims_table
+from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, P_VALUES, SUBSETS
+from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
 from repro.report.formatting import _fmt_num
 from repro.report.per_class import best_model
-from repro.report.results import NOTEBOOK_OF, PAPER_TAUS, load_results
+from repro.report.results import BACC, BASELINES, NOTEBOOK_OF, PAPER_TAUS, load_results
 from repro.report.tables import table5
 
 
 def _model_sort_key(stage: str, name: str) -> tuple:
-    """Study order: M1 subsets as in Table 3, the M1 ensemble, M2, M3, then the τ study by task and τ."""
-    rank = {"m1": 0, "ensemble": 1, "m2": 2, "m3": 3, "tau": 4}.get(stage, 5)
+    """Study order: M1 subsets as in Table 3, the M1 ensemble, M2, M3, the τ study by task and τ, then
+    the baselines."""
+    rank = {"m1": 0, "ensemble": 1, "m2": 2, "m3": 3, "tau": 4, BASELINE_STAGE: 5}.get(stage, 6)
     if stage == "m1":
         return (rank, SUBSETS.index(name) if name in SUBSETS else 99, 0.0, name)
     if stage == "tau":
@@ -51,7 +52,8 @@ def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS) -> list[str]:
                          "(e.g. `python -m repro sweep --profile <profile>`)"]
     ps, seeds = sorted(set(df["p"])), sorted(set(df["seed"]))
     expected = [("m1", s) for s in SUBSETS] + [("ensemble", "m1"), ("m2", "single"), ("m2", "ensemble"),
-                                               ("m3", "single"), ("m3", "ensemble")]
+                                               ("m3", "single"), ("m3", "ensemble"),
+                                               (BASELINE_STAGE, "majority"), (BASELINE_STAGE, "probe")]
     expected += [("tau", f"{t}-tau{tau:g}") for t in CODES for tau in taus]
     have = set(zip(df["stage"], df["name"], df["p"], df["seed"]))
     notes = []
@@ -94,36 +96,71 @@ def summary(df: pd.DataFrame, claims: pd.DataFrame | None = None, profile: str |
     }
 
 
+HEADLINE_MODELS = ("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")
+
+
+def _cell(r, g: str, paper: bool = True) -> str:
+    """"mean ± std" of column group ``g`` of a table row, "/ paper" beside it when ``paper``."""
+    ours = "–" if not r[(g, "n")] else _fmt_num(r[(g, "mean")], 3) + (
+        f" ± {_fmt_num(r[(g, 'std')], 3)}" if r[(g, "n")] >= 2 else "")
+    return f"{ours} / {_fmt_num(r[(g, 'paper')], 3)}" if paper else ours
+
+
 def headline_markdown(profile: str = "quick", results_root=None, results_dir=None, df: pd.DataFrame | None = None,
                       ps=(15, 70), with_claims: bool = True) -> str:
-    """Markdown for the README: this project vs the paper at p = 15 and 70 (T1/T2/T3 for M1, M2, M3,
-    M3+ensemble) and (``with_claims``) the claims' verdicts."""
+    """Markdown for the README: this project vs the paper at p = 15 and 70 — T1 balanced accuracy
+    (our main T1 metric) and accuracy, T2 top-1, T3 BLEU for M1 {T1,T2,T3}, M2, M3, M3+ensemble, and
+    the baselines (majority class, most frequent caption, LR probe) — and (``with_claims``) the claims'
+    verdicts, with which models beat the probe."""
     if df is None:
         df = load_results(profile, results_root, results_dir)
     t5 = table5(df, ps=ps)
-    models = ("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")
-    head = ["model"] + [f"{tt} p={p}" for p in ps for tt in CODES]
-    lines = [f"Profile `{profile}`: ours (mean ± std over seeds) / paper. "
-             "T1 accuracy, T2 top-1 accuracy, T3 BLEU (the authors' sentence BLEU).", "",
+    groups = (BACC, "T1", "T2", "T3")
+    names = {BACC: "T1 bacc", "T1": "T1 acc", "T2": "T2 top-1", "T3": "T3 BLEU"}
+    head = ["model"] + [f"{names[g]} p={p}" for p in ps for g in groups]
+    lines = [f"Profile `{profile}`: ours (mean ± std over seeds) / paper. T1's main metric is balanced "
+             "accuracy (no paper value: the paper reports accuracy, on almost balanced data), accuracy "
+             "beside it; T2 top-1 accuracy; T3 BLEU (the authors' sentence BLEU). Baselines (same split, "
+             "ours only): the majority class of L_p (T1, T2), its most frequent caption (T3), and a "
+             "logistic-regression probe on the frozen encoder's features (T1, T2).", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-    for m in models:
-        cells = [m]
-        for p in ps:
-            for tt in CODES:
-                r = t5.loc[(m, p)]
-                ours = "–" if not r[(tt, "n")] else _fmt_num(r[(tt, "mean")], 3) + (
-                    f" ± {_fmt_num(r[(tt, 'std')], 3)}" if r[(tt, "n")] >= 2 else "")
-                cells.append(f"{ours} / {_fmt_num(r[(tt, 'paper')], 3)}")
+    index = set(t5.index.get_level_values(0))
+    for m in HEADLINE_MODELS:
+        cells = [m] + [_cell(t5.loc[(m, p)], g, paper=g != BACC) for p in ps for g in groups]
+        lines.append("| " + " | ".join(cells) + " |")
+    for label, (_, _, codes) in BASELINES.items():
+        if label not in index:
+            continue
+        cells = [label] + [_cell(t5.loc[(label, p)], g, paper=False) if ("T1" if g == BACC else g) in codes
+                           else "" for p in ps for g in groups]
         lines.append("| " + " | ".join(cells) + " |")
     if not with_claims:
         return "\n".join(lines) + "\n"
     n_seeds = 0 if df is None or df.empty else df["seed"].nunique()
-    lines += ["", f"Claims (paired differences over p × seed, {n_seeds} seed(s); 95% t-interval):", ""]
+    lines += ["", f"Claims (paired differences over p × seed, {n_seeds} seed(s); 95% t-interval; "
+                  f"T1 on {CLAIM_NAME['T1']}, the paper's T1 effect on accuracy):", ""]
     cl = claims_table(df)
     for _, r in cl.iterrows():
-        eff = "–" if not np.isfinite(r["effect"]) else f"{r['effect']:+.3f}"
-        ci = "" if not np.isfinite(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-        pe = "" if not np.isfinite(r["paper_effect"]) else f"; paper {r['paper_effect']:+.3f}"
-        lines.append(f"- {r['claim']} ({r['comparison']}, {r['task']}, p = {r['p']}): **{r['verdict']}**, "
-                     f"effect {eff}{ci}, {r['n_pairs']} pairs{pe}")
+        if r["claim"] == PROBE_CLAIM:
+            continue
+        lines.append(_claim_line(r))
+    probe = cl[cl["claim"] == PROBE_CLAIM]
+    if (probe["n_pairs"] > 0).any():
+        lines += ["", "Which models beat the LR probe (model − probe, paired by p and seed):", ""]
+        verdicts = beats_probe(cl)
+        for task in verdicts:
+            v = verdicts[task]
+            lines.append(f"- {task} {CLAIM_NAME[task]}: beat the probe: {', '.join(v['supported']) or 'none'}; "
+                         f"below it: {', '.join(v['not supported']) or 'none'}; "
+                         f"inconclusive: {', '.join(v['inconclusive']) or 'none'}")
+        for _, r in probe.iterrows():
+            lines.append(_claim_line(r))
     return "\n".join(lines) + "\n"
+
+
+def _claim_line(r) -> str:
+    eff = "–" if not np.isfinite(r["effect"]) else f"{r['effect']:+.3f}"
+    ci = "" if not np.isfinite(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+    pe = "" if not np.isfinite(r["paper_effect"]) else f"; paper {r['paper_effect']:+.3f}"
+    return (f"- {r['claim']} ({r['comparison']}, {r['task']}, p = {r['p']}): **{r['verdict']}**, "
+            f"effect {eff}{ci}, {r['n_pairs']} pairs{pe}")

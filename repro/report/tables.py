@@ -8,7 +8,22 @@ import pandas as pd
 from repro.names import CODES, METRIC_COL, SUBSETS
 from repro.report.claims import MODELS
 from repro.report.paper import paper_value
-from repro.report.results import PAPER_TAUS, RESULT_COLUMNS, STATS, _frame, _ps, _select, _stats, metric_of
+from repro.report.results import (
+    BACC,
+    BASELINES,
+    GROUPS,
+    PAPER_TAUS,
+    RESULT_COLUMNS,
+    STATS,
+    _frame,
+    _ps,
+    _select,
+    _stats,
+    metric_of,
+)
+
+# results-frame column of each column group of the comparison tables
+GROUP_COL = {BACC: "T1_bacc", **METRIC_COL}
 
 
 def compare_rows(results: dict[str, dict], p: int, table: str, model_of=lambda name: "M1",
@@ -26,36 +41,50 @@ def compare_rows(results: dict[str, dict], p: int, table: str, model_of=lambda n
     return df
 
 
-def _compare(df: pd.DataFrame, specs: list[tuple[str, str, str, tuple | None]], ps: list[int],
-             index_name: str) -> pd.DataFrame:
+def baseline_specs(df: pd.DataFrame) -> list[tuple]:
+    """The baseline rows (label, stage, name, None, codes shown) — none when ``df`` has no baseline
+    results (e.g. results written before the baselines existed)."""
+    if df is None or df.empty or not (df["stage"] == "baseline").any():
+        return []
+    return [(label, stage, name, None, codes) for label, (stage, name, codes) in BASELINES.items()]
+
+
+def _compare(df: pd.DataFrame, specs: list[tuple], ps: list[int], index_name: str) -> pd.DataFrame:
+    """Rows ``(label, p)`` of each spec ``(label, stage, name, paper ref or None[, codes shown])``."""
     rows = {}
-    for label, stage, name, ref in specs:
+    for spec in specs:
+        label, stage, name, ref = spec[:4]
+        codes = spec[4] if len(spec) > 4 else CODES
         for p in ps:
             sel = _select(df, stage, name, p)
             row = {}
-            for tt in CODES:
-                st = _stats(sel[METRIC_COL[tt]]) if not sel.empty else _stats([])
-                paper = paper_value(ref[0], ref[1], ref[2], tt, p) if ref else float("nan")
-                row.update({(tt, "mean"): st["mean"], (tt, "std"): st["std"], (tt, "n"): st["n"], (tt, "paper"): paper})
+            for g in GROUPS:
+                tt = "T1" if g == BACC else g
+                shown = tt in codes and not sel.empty
+                st = _stats(sel[GROUP_COL[g]]) if shown else _stats([])
+                paper = paper_value(ref[0], ref[1], ref[2], tt, p) if ref and g != BACC else float("nan")
+                row.update({(g, "mean"): st["mean"], (g, "std"): st["std"], (g, "n"): st["n"], (g, "paper"): paper})
             rows[(label, p)] = row
-    return _frame(rows, [index_name, "p"], CODES)
+    return _frame(rows, [index_name, "p"], GROUPS)
 
 
 def table3(df: pd.DataFrame, ps=None) -> pd.DataFrame:
-    """Paper Table 3: M1 per task subset × p, T1 accuracy / T2 top-1 / T3 BLEU, beside the paper.
+    """Paper Table 3: M1 per task subset × p, T1 balanced accuracy and accuracy / T2 top-1 / T3 BLEU,
+    beside the paper; then the baseline rows (majority class, most frequent caption, LR probe).
 
     Rows ``(train tasks, p)`` for the p values of our results (all five when there are none).
     """
     ps = _ps(df, ps)
-    specs = [(s, "m1", s, ("paper_table3", "M1", s)) for s in SUBSETS]
+    specs = [(s, "m1", s, ("paper_table3", "M1", s)) for s in SUBSETS] + baseline_specs(df)
     return _compare(df, specs, ps, "train tasks")
 
 
 def table5(df: pd.DataFrame, ps=None) -> pd.DataFrame:
     """Paper Table 5 rows 4–7 (M2, M2+ensemble, M3, M3+ensemble) with the M1 {T1,T2,T3} baseline
-    (Table 3 row 7) and the M1 teacher ensemble evaluated as a predictor (no paper counterpart)."""
+    (Table 3 row 7) and the M1 teacher ensemble evaluated as a predictor (no paper counterpart); then
+    the baseline rows."""
     ps = _ps(df, ps)
-    specs = [(label, s, n, ref) for label, (s, n, ref) in MODELS.items()]
+    specs = [(label, s, n, ref) for label, (s, n, ref) in MODELS.items()] + baseline_specs(df)
     return _compare(df, specs, ps, "model")
 
 
