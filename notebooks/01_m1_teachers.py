@@ -52,6 +52,20 @@ print(f"profile={ctx.profile.name} p={p} seed={seed} device={ctx.device} "
 teachers = run_m1_all(ctx, force=force)
 
 # %% [markdown]
+# ## Baselines on the same split
+# The majority class of L_p (T1, T2) and its most frequent caption (T3), and a logistic-regression
+# probe on the frozen encoder's features (T1 class-balanced, T2; C chosen on validation), written to
+# `baseline-majority.json` and `baseline-probe.json` beside the teachers (the report's baseline rows).
+
+# %%
+from repro.experiments.baselines import run_baselines
+
+baselines = run_baselines(ctx, force=force)
+{name: {t: round(m["metrics"]["test"][task][key], 3) for t, (task, key) in
+        (("T1 bacc", ("coarse", "balanced_accuracy")), ("T1 acc", ("coarse", "accuracy")), ("T2 top-1", ("fine", "top1")),
+         ("T3 BLEU", ("caption", "bleu_paper"))) if task in m["metrics"]["test"]} for name, m in baselines.items()}
+
+# %% [markdown]
 # ## Learning curves
 # The star marks the epoch whose weights were restored for the test evaluation.
 
@@ -71,6 +85,7 @@ table.round(3)
 summary = {
     "notebook": "01_m1_teachers", "profile": profile, "p": p, "seed": seed,
     "runs": {s: f"m1-{s}.json" for s in SUBSETS},
+    "baselines": {name: f"baseline-{name}.json" for name in baselines},
     "table3": {s: {tt: table.loc[s, (tt, "ours")] for tt in ("T1", "T2", "T3")} for s in SUBSETS},
 }
 write_json(ctx.run_results / "01_m1_teachers.json", summary)
