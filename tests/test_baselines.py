@@ -227,3 +227,17 @@ def test_report_without_baselines_and_counts_as_integers(df_with_baselines):
     assert ea.loc["test samples", ("count", "ours")] == "100 ± 0 (2)"
     assert ea.loc["test samples", ("count", "paper")] == "1082"
     assert ea.loc["T1 correct, BLEU < 0.2", ("count", "ours")] == "10.5 ± 0.7 (2)"
+
+
+def test_metric_vs_p_plot_draws_baselines(df_with_baselines):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repro import report
+
+    fig = report.plot_metric_vs_p(df_with_baselines)
+    labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
+    assert {"Majority class", "Most frequent caption", "LR probe (frozen features)"} <= labels
+    plt.close(fig)

@@ -48,7 +48,8 @@ def _empty(ax, text="no results yet"):
 
 
 def plot_metric_vs_p(df: pd.DataFrame, models=("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")):
-    """Metric vs labeled fraction p per task: ours (mean ± std over seeds, solid) and the paper (dashed)."""
+    """Metric vs labeled fraction p per task: ours (mean ± std over seeds, solid), the paper (dashed) and
+    the baselines (grey) where the results have them."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
@@ -60,6 +61,12 @@ def plot_metric_vs_p(df: pd.DataFrame, models=("M1 (T1+T2+T3)", "M2", "M3", "M3+
             if label not in t5.index.get_level_values(0):
                 continue
             drawn |= _ours_vs_paper(ax, t5.loc[label], tt, colors[i % len(colors)], label)
+        for label, ls in (("Majority class", ":"), ("Most frequent caption", ":"), ("LR probe (frozen features)", "-.")):
+            if label in t5.index.get_level_values(0):  # baselines: grey, no paper counterpart
+                b = t5.loc[label]
+                b = b[b[(tt, "n")] > 0]
+                if len(b):
+                    ax.plot(b.index, b[(tt, "mean")], ls=ls, color="0.45", lw=1.2, label=label)
         if not drawn:
             _empty(ax, "no results of ours yet")
         ax.set(title=f"{tt}: {METRIC_NAME[tt]}", xlabel="labeled fraction p (%)", xticks=list(P_VALUES))
