@@ -241,3 +241,13 @@ def test_metric_vs_p_plot_draws_baselines(df_with_baselines):
     labels = {line.get_label() for ax in fig.axes for line in ax.get_lines()}
     assert {"Majority class", "Most frequent caption", "LR probe (frozen features)"} <= labels
     plt.close(fig)
+
+
+def test_count_mean_and_std_share_their_format():
+    from repro.report.formatting import fmt
+
+    t = pd.DataFrame({("count", "mean"): [56.0, 821.0], ("count", "std"): [20.0 / 3, 0.0], ("count", "n"): [3, 3]},
+                     index=["a", "b"])
+    t.columns = pd.MultiIndex.from_tuples(t.columns)
+    shown = fmt(t, {"count": 1})
+    assert list(shown[("count", "ours")]) == ["56.0 ± 6.7 (3)", "821 ± 0 (3)"]

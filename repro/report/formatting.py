@@ -36,12 +36,15 @@ def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
         num = (lambda v, d=d: _fmt_count(v, d)) if g in COUNT_GROUPS else (lambda v, d=d: _fmt_num(v, d))
         stats = list(table[g].columns)
         if "mean" in stats and "n" in stats:
-            def ours(r, num=num):
+            def ours(r, num=num, d=d, count=g in COUNT_GROUPS):
                 if not r["n"]:
                     return "–"
+                sd = r["std"] if r["n"] >= 2 and np.isfinite(r["std"]) else None
+                if count and not all(float(v).is_integer() for v in (r["mean"], sd or 0.0) if np.isfinite(v)):
+                    num = lambda v, d=d: _fmt_num(v, d)  # noqa: E731  a non-whole mean or std: both with decimals
                 s = num(r["mean"])
-                if r["n"] >= 2 and np.isfinite(r["std"]):
-                    s += f" ± {num(r['std'])}"
+                if sd is not None:
+                    s += f" ± {num(sd)}"
                 return f"{s} ({int(r['n'])})"
             out[(g, "ours")] = table[g].apply(ours, axis=1)
             if "paper" in stats and g != BACC:  # balanced accuracy: the paper has none
