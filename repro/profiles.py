@@ -80,7 +80,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
-        batch_size=128, max_epochs=10, patience=10, kd_max_epochs=5,
+        batch_size=128, max_epochs=10, patience=10, kd_max_epochs=5, tau_seed=0,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

@@ -130,23 +130,23 @@ def test_distinct_captions_and_per_class_caption_accuracy():
 
 # ---------------------------------------------------------------- sweep planning of the τ dependency
 
-def test_quick_has_no_cross_seed_tau_dependency():
-    """`sweep --profile quick --notebooks 01 02 03 04 --p 30 --seeds 1` plans only seed 1's runs, and
-    nothing in it reads another seed's τ study (quick runs the study per seed)."""
-    assert get_profile("quick").tau_seed is None
-    runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
-    assert [(r.stem[:2], r.p, r.seed) for r in runs] == [("01", 30, 1), ("02", 30, 1), ("03", 30, 1), ("04", 30, 1)]
-
-
-def test_shared_tau_seed_is_planned_before_its_readers(monkeypatch):
-    """A profile that shares seed 0's τ study gets seed 0's teachers and study planned first."""
-    import repro.profiles as profiles
-
-    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.PROFILES["quick"].with_overrides(tau_seed=0))
+def test_sweep_plans_the_tau_seed_dependency():
+    """`sweep --profile quick --notebooks 01 02 03 04 --p 30 --seeds 1` failed in 02: quick shares seed 0's
+    τ study (tau_seed = 0), which the plan did not schedule. Now seed 0's teachers and study come first."""
+    assert get_profile("quick").tau_seed == 0
     runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
     keys = [(r.stem[:2], r.p, r.seed) for r in runs]
     assert keys[:2] == [("01", 30, 0), ("04", 30, 0)]
     assert keys[2:] == [("01", 30, 1), ("02", 30, 1), ("03", 30, 1), ("04", 30, 1)]
-    # when seed 0 is part of the sweep anyway, nothing is added
+    # when seed 0 is part of the sweep anyway, or nothing reads τ, nothing is added
     both = plan_sweep(["01", "02"], "quick", [30], [0, 1])
     assert [(r.stem[:2], r.seed) for r in both] == [("01", 0), ("02", 0), ("01", 1), ("02", 1)]
+    assert [(r.stem[:2], r.seed) for r in plan_sweep(["01"], "quick", [30], [1])] == [("01", 1)]
+
+
+def test_profile_without_shared_tau_adds_nothing(monkeypatch):
+    import repro.profiles as profiles
+
+    monkeypatch.setitem(profiles.PROFILES, "quick", profiles.PROFILES["quick"].with_overrides(tau_seed=None))
+    runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
+    assert [(r.stem[:2], r.seed) for r in runs] == [("01", 1), ("02", 1), ("03", 1), ("04", 1)]
