@@ -22,8 +22,10 @@
 # class, with each model's predictions of all three tasks underneath
 # (green ✓ correct, yellow ~ partially correct, red ✗ incorrect).
 #
-# * **Layer**: the last stage of the encoder's trainable top (EfficientNet-Lite0:
-#   the conv head; ResNet: `layer4`), i.e. the last feature map before pooling.
+# * **Layer**: the last stage of the encoder's trainable top (ResNet: `layer4`), i.e. the
+#   last feature map before pooling; for the `quick` profile's frozen, tapped encoder the
+#   first tapped stage (EfficientNet-Lite0 `block4`, 16×16 at 256 px), through which the
+#   gradients of all pooled features flow.
 # * **Heads**: one head at a time through `repro.cam.HeadOutput`. T1 and T2
 #   explain the logit of the predicted class. T3 explains the log-likelihood
 #   of the model's own greedy caption (Σ_t log p(w_t | w_<t, image) up to and
@@ -52,6 +54,7 @@ figures_dir = None  # default: the project's figures/ ($REPRO_FIGURES overrides)
 # %%
 from pathlib import Path
 
+from repro.analysis.cam import cam_map_size, target_layer_name
 from repro.analysis.cam_figures import build_panels, default_figures_dir, gradcam_figure, load_cam_models, save_figure, select_images, true_labels
 from repro.names import CODE_OF
 from repro.paths import project_relative
@@ -61,6 +64,9 @@ cm = load_cam_models(profile, ps, seed=cam_seed, data_root=data_root, results_di
 if cm.missing:
     print("note:", cm.note)
 print(f"profile={profile} seed={cam_seed} shown p={cm.ps} models: {', '.join(cm.models)}")
+any_model = next(iter(cm.models.values()))
+layer, map_size = target_layer_name(any_model), cam_map_size(any_model, cm.prepared.image_size)
+print(f"explained layer: {layer}, map {map_size[0]}x{map_size[1]} at {cm.prepared.image_size} px")
 
 # %% [markdown]
 # ## Images: one test image per T1 class (fixed draw)
@@ -95,7 +101,7 @@ for task in ("fine", "caption"):
 write_json(cm.results_dir / "05_gradcam.json", {
     "notebook": "05_gradcam", "profile": profile, "cam_seed": cam_seed, "ps_requested": list(ps),
     "ps_shown": cm.ps, "missing": {str(k): v for k, v in cm.missing.items()},
-    "target_layer": "last stage of the encoder's trainable top",
+    "target_layer": layer, "map_size": list(map_size), "image_size": cm.prepared.image_size,
     "explained": {"T1": "logit of the predicted class", "T2": "logit of the predicted class",
                   "T3": "log-likelihood of the greedy caption"},
     "images": truth, "models": cm.checkpoints, "figures": {k: project_relative(v) for k, v in figures.items()},

@@ -40,6 +40,8 @@ class Profile:
     kd_max_epochs: int | None = None     # epoch cap of the KD stages (M2, M3, τ study); None: max_epochs
     tau_seed: int | None = None          # None: every seed runs its own τ study; k: seed k's choice serves all seeds
     decoder: str = "lstm"
+    decoder_hidden: int = 512            # the caption decoder's state size (the authors': 512)
+    decoder_embed: int = 256             # its word embedding size (the authors': 256)
     teacher_forcing: float = 0.5
     max_caption_len: int = 14
     t2_min_count: int = 10
@@ -80,7 +82,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
-        batch_size=128, max_epochs=10, patience=10, kd_max_epochs=5, tau_seed=0,
+        decoder_hidden=256, decoder_embed=128, batch_size=128, max_epochs=8, patience=8, kd_max_epochs=4,
+        tau_seed=0,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

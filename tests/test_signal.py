@@ -111,6 +111,11 @@ def test_onecycle_schedule_warms_up_and_decays():
         sched.step()
     assert max(lrs) == pytest.approx(prof.lr, rel=1e-3) and int(np.argmax(lrs)) in (9, 10)
     assert lrs[0] < 0.1 * prof.lr and lrs[-1] < 0.01 * prof.lr
+    for total in range(2, 40):   # no step count breaks it (torch's OneCycleLR divides by zero at 10)
+        opt, sched = make_optimizer([torch.nn.Parameter(torch.zeros(1))], prof, total_steps=total)
+        for _ in range(total):
+            opt.step()
+            sched.step()
     with pytest.raises(ConfigError, match="optimizer"):
         make_optimizer(params, prof.with_overrides(optimizer="lion"), 10)
 

@@ -28,6 +28,31 @@ def target_layer(model: nn.Module) -> nn.Module:
     raise ConfigError("this model's encoder has no stages, so it has no feature map for Grad-CAM")
 
 
+def target_layer_name(model: nn.Module) -> str:
+    """The encoder stage name of :func:`target_layer` (e.g. ``"block4"``)."""
+    layer = target_layer(model)
+    for part in (model.top, model.trunk):
+        for name, stage in getattr(part, "stages", {}).items():
+            if stage is layer:
+                return name
+    return type(layer).__name__
+
+
+@torch.no_grad()
+def cam_map_size(model: nn.Module, image_size: int) -> tuple[int, int]:
+    """``(h, w)`` of the Grad-CAM layer's map for ``image_size`` px inputs (one dummy forward)."""
+    shape: list[tuple[int, int]] = []
+    hook = target_layer(model).register_forward_hook(lambda m, i, o: shape.append(tuple(o.shape[-2:])))
+    try:
+        was = model.training
+        model.eval()
+        model._features(torch.zeros(1, 3, image_size, image_size, device=_device(model)), from_trunk=False)
+        model.train(was)
+    finally:
+        hook.remove()
+    return shape[0]
+
+
 def caption_log_likelihood(decoder: nn.Module, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
     """``log p(caption | image)`` per image ``(B,)``: teacher-forced decoder log-probs summed up to and incl. EOS.
 

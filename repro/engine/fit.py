@@ -10,6 +10,7 @@ a function returning a dict of named terms whose ``"total"`` is minimised
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,9 +63,16 @@ def make_optimizer(params, profile, total_steps: int):
                               weight_decay=profile.weight_decay)
     if profile.lr_schedule == "constant" or total_steps < 2:
         return opt, None
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=profile.lr, total_steps=int(total_steps),
-                                                pct_start=0.1)
-    return opt, sched
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: one_cycle(step, int(total_steps)))
+
+
+def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 0.04) -> float:
+    """LR factor at ``step`` of ``total``: linear warm-up from ``start`` to 1 over the first
+    ``w = max(1, round(warmup * total))`` steps, then cosine decay ``(1 + cos(pi (step - w) / (total - w))) / 2``."""
+    w = max(1, round(warmup * total))
+    if step < w:
+        return start + (1.0 - start) * step / w
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - w, total - w) / max(total - w, 1)))
 
 
 def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,

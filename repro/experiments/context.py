@@ -76,6 +76,7 @@ class Context:
             num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
             vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
             decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
+            hidden=prof.decoder_hidden, embed=prof.decoder_embed,
             neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
         ).to(self.device)
 

@@ -305,8 +305,21 @@ def parse_trainable(value) -> str | int:
     raise ConfigError(f"trainable={value!r} is not allowed: use 'all' or an integer k >= 0 (last k encoder stages)")
 
 
+_TAP_DIMS: dict[tuple[str, tuple[str, ...]], int] = {}
+
+
 def tap_dim(spec: EncoderSpec, taps) -> int:
-    """Length of the tapped feature vector: 2 x the channels of each tapped stage (mean and max pooling)."""
+    """Length of the tapped feature vector: 2 x the channels of each tapped stage (mean and max pooling).
+
+    Found by one small forward pass per (encoder, taps), remembered for the process.
+    """
+    key = (spec.name, tuple(taps))
+    if key not in _TAP_DIMS:
+        _TAP_DIMS[key] = _count_tap_dim(spec, tuple(taps))
+    return _TAP_DIMS[key]
+
+
+def _count_tap_dim(spec: EncoderSpec, taps: tuple[str, ...]) -> int:
     x = torch.zeros(1, 3, 64, 64)
     total = 0
     with torch.inference_mode():
