@@ -91,6 +91,14 @@ def test_01_every_m1_subset_with_metrics_in_unit_range(smoke):
         terms = {k for k in res["history"][0] if k.startswith("train/") and k != "train/total"}
         assert terms == {f"train/ce/{t}" for t in subset_tasks(subset)}
     assert _read(smoke["run"] / "01_m1_teachers.json")
+    # captions carry a diversity count, and the baselines sit beside the teachers on the same split
+    cap = _read(smoke["run"] / result_file("m1", "T1+T2+T3"))["metrics"]["test"]["caption"]
+    assert 1 <= cap["distinct_captions"] <= cap["n"] and set(cap["exact_match_by_group"]) == set(cap["n_by_group"])
+    majority = _read(smoke["run"] / result_file("baseline", "majority"))
+    assert majority["split_hash"] == split_hash
+    assert majority["metrics"]["test"]["caption"]["distinct_captions"] == 1
+    probe = _read(smoke["run"] / result_file("baseline", "probe"))
+    assert _in_unit(probe["metrics"]["test"]["coarse"]["balanced_accuracy"])
 
 
 def test_04_tau_chosen_on_validation(smoke):
@@ -140,6 +148,9 @@ def test_03_m3_is_label_free(smoke):
 def test_05_gradcam_figures(smoke):
     res = _read(smoke["results"] / "05_gradcam.json")
     assert res["ps_shown"] == [P]
+    # the explained layer's map is recorded, at the profile's input size
+    assert res["image_size"] == get_profile(PROFILE).image_size
+    assert len(res["map_size"]) == 2 and min(res["map_size"]) >= 2
     for code in ("", "_T2", "_T3"):
         assert (smoke["figures"] / f"gradcam_{PROFILE}{code}.png").stat().st_size > 0
 
