@@ -20,3 +20,7 @@ class ConfigError(ReproError):
 
 class MissingStageError(ReproError):
     """An earlier stage's output (checkpoint, result) does not exist yet."""
+
+
+class CheckpointError(ReproError):
+    """A checkpoint file that is not a model this project wrote (garbage, truncated, foreign, unsafe)."""

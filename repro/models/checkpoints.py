@@ -1,4 +1,11 @@
-"""Checkpoints: model config, weights and what decodes its outputs (classes, vocabulary), written atomically (docs/design.md §6)."""
+"""Checkpoints: model config, weights and what decodes its outputs (classes, vocabulary), written atomically (docs/design.md §6).
+
+A checkpoint is data, never code: it is read with ``torch.load(weights_only=True)``, whose
+unpickler accepts only tensors and plain containers (dict, list, str, numbers, None) and refuses
+any other global *before* calling it, so a pickled ``os.system(...)`` is rejected, not run.
+Everything this project writes into a checkpoint is of those types. Every way a file can be
+wrong ends in one :class:`~repro.errors.CheckpointError` naming the file and the fault.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Any
 
 import torch
 
-from repro.errors import MissingStageError
+from repro.errors import CheckpointError, ConfigError, MissingStageError
 from repro.io import atomic_save
 
 
@@ -25,15 +32,58 @@ def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | N
     return atomic_save(path, lambda f: torch.save(payload, f))
 
 
-def load_checkpoint(path: str | Path, map_location="cpu"):
-    """``(model, payload)`` from a checkpoint written by :func:`save_checkpoint`."""
-    from repro.models.mtlnet import MTLNet
+REQUIRED_KEYS = ("model_config", "state_dict", "coarse_classes", "fine_classes", "vocab", "split_hash")
 
+
+def read_payload(path: str | Path, map_location="cpu") -> dict[str, Any]:
+    """The checkpoint's contents, read as data only (see the module docstring); checked for shape."""
     path = Path(path)
     if not path.exists():
         raise MissingStageError(f"checkpoint {path} does not exist; run the stage that writes it first")
-    payload = torch.load(path, map_location=map_location, weights_only=False)
-    model = MTLNet.from_config(payload["model_config"])
-    model.load_state_dict(payload["state_dict"])
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); delete it and run the stage that writes it again")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - every unreadable file gets one clear message
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        unsafe = "weights_only" in str(e) or "Unsupported global" in str(e)
+        why = ("it holds Python objects other than tensors and plain containers, which are refused "
+               "unexecuted (a checkpoint must be data, not code)") if unsafe else \
+              f"it is not a readable PyTorch file, or it is truncated ({type(e).__name__}: {first[:160]})"
+        raise CheckpointError(f"cannot load checkpoint {path}: {why}. Use a checkpoint written by this "
+                              "project (runs/<profile>/p<p>/seed<seed>/*.pt)") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not this project's "
+                              f"checkpoint dict (keys {list(REQUIRED_KEYS)})")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}; it was not written by this project's "
+                              f"save_checkpoint (found keys {sorted(map(str, payload))[:8]})")
+    if not isinstance(payload["model_config"], dict) or not isinstance(payload["state_dict"], dict):
+        raise CheckpointError(f"checkpoint {path}: model_config and state_dict must be dicts")
+    return payload
+
+
+def load_checkpoint(path: str | Path, map_location="cpu"):
+    """``(model, payload)`` from a checkpoint written by :func:`save_checkpoint` (data only, checked)."""
+    from repro.models.mtlnet import MTLNet
+
+    payload = read_payload(path, map_location)
+    cfg = payload["model_config"]
+    try:
+        model = MTLNet.from_config(cfg)
+    except (ConfigError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path} describes a model this project cannot build "
+                              f"(encoder {cfg.get('encoder')!r}): {e}") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, TypeError) as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes "
+                              f"(another encoder, class list or vocabulary?): {' '.join(lines[1:3])[:300]}") from None
+    n_coarse = (cfg.get("num_classes") or {}).get("coarse")
+    if n_coarse is not None and n_coarse != len(payload["coarse_classes"]):
+        raise CheckpointError(f"checkpoint {path}: T1 head has {n_coarse} outputs but {len(payload['coarse_classes'])} "
+                              "class names are stored")
     model.eval()
     return model, payload

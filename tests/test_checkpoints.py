@@ -1,0 +1,110 @@
+"""Checkpoints are data, not code: every kind of bad file ends in one CheckpointError (issue 11, item 1)."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from repro.cli import main
+from repro.data.captions import Vocab
+from repro.errors import CheckpointError, MissingStageError
+from repro.models.checkpoints import load_checkpoint, save_checkpoint
+from repro.models.mtlnet import MTLNet
+
+KW = dict(encoder="efficientnet_lite0", tasks=("coarse", "fine", "caption"), num_classes={"coarse": 3, "fine": 4},
+          vocab_size=8, trainable=0, pretrained=False, taps=("block4", "block5", "block6"), neck_hidden=16,
+          hidden=16, embed=8)
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    model = MTLNet(**KW)
+    prepared = SimpleNamespace(coarse_classes=("normal", "dr", "other"), fine_classes=("a", "b", "c", "d"),
+                               vocab=Vocab.build([["normal", "fundus"], ["cataract"]], 1), split_hash="abc123")
+    path = tmp_path_factory.mktemp("ckpt") / "good.pt"
+    save_checkpoint(path, model, prepared)
+    return path, model
+
+
+def test_good_checkpoint_round_trips(good):
+    path, model = good
+    loaded, payload = load_checkpoint(path)
+    assert payload["split_hash"] == "abc123"
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v)
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_malicious_pickle_is_refused_unexecuted(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model_config": _Evil(marker), "state_dict": {}}, path)
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="data, not code"):
+        load_checkpoint(path)
+    assert not marker.exists(), "loading a checkpoint executed code from it"
+    # the same through the command line: one line, no traceback, nothing executed
+    assert main(["evaluate", "--checkpoint", str(path)]) == 2
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "plain_dict", "not_a_dict", "wrong_keys"])
+def test_bad_files_give_one_clear_error(good, tmp_path, kind):
+    path = tmp_path / f"{kind}.pt"
+    if kind == "garbage":
+        path.write_bytes(os.urandom(2048))
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        data = good[0].read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "plain_dict":
+        torch.save({"a": 1}, path)
+    elif kind == "not_a_dict":
+        torch.save([1, 2, 3], path)
+    else:
+        payload = torch.load(good[0], weights_only=True)
+        del payload["vocab"]
+        torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=str(path.name)):
+        load_checkpoint(path)
+
+
+def test_missing_checkpoint_names_the_stage(tmp_path):
+    with pytest.raises(MissingStageError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+@pytest.mark.parametrize("change", ["vocabulary", "classes", "encoder"])
+def test_checkpoint_of_another_model_is_refused(good, tmp_path, change):
+    payload = torch.load(good[0], weights_only=True)
+    if change == "vocabulary":
+        payload["model_config"]["vocab_size"] = 20           # weights are for a vocabulary of 8
+    elif change == "classes":
+        payload["coarse_classes"] = ["normal", "dr"]          # the head has 3 outputs
+    else:
+        payload["model_config"]["encoder"] = "resnet18"       # weights are EfficientNet-Lite0's
+        payload["model_config"]["taps"] = None
+        payload["model_config"]["neck_hidden"] = None
+        payload["model_config"]["trainable"] = 1
+    path = tmp_path / f"{change}.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=path.name):
+        load_checkpoint(path)
+
+
+def test_unknown_encoder_in_config_is_refused(good, tmp_path):
+    payload = torch.load(good[0], weights_only=True)
+    payload["model_config"]["encoder"] = "vit_huge"
+    path = tmp_path / "vit.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="cannot build"):
+        load_checkpoint(path)
