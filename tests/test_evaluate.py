@@ -47,3 +47,16 @@ def test_unknown_labels_and_words_are_counted_not_fatal(smoke_teachers, smoke_ct
 def test_evaluate_names_a_missing_checkpoint(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(tmp_path / "nope.pt"), "--data-root", str(tmp_path)]) == 2
     assert "nope.pt" in capsys.readouterr().err
+
+
+def test_evaluate_every_split_of_the_checkpoints_own_split(smoke_teachers, smoke_ctx, odir_root, tmp_path):
+    """`evaluate --split train|val|test` scores exactly that part of the checkpoint's split (it crashed before)."""
+    ckpt = smoke_ctx.checkpoint_path("m1", "T1+T2+T3")
+    m = smoke_ctx.prepared.manifest
+    for split in ("train", "val", "test"):
+        out = tmp_path / f"{split}.json"
+        assert main(["evaluate", "--checkpoint", str(ckpt), "--data-root", str(odir_root), "--split", split,
+                     "--out", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert res["split"] == split
+        assert res["counts"]["images"] == int((m["split"] == split).sum())

@@ -66,7 +66,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     if split != "all":
         from repro.data.splits import load_or_make_split
 
-        sp = load_or_make_split(ds, seed=int(prof.get("split_seed", 0)), max_patients=prof.get("max_patients"))
+        sp, _ = load_or_make_split(ds, seed=int(prof.get("split_seed", 0)), max_patients=prof.get("max_patients"))
         keep = set(sp.loc[sp["split"] == split, "image"])
         manifest = manifest[manifest["image"].isin(keep)].reset_index(drop=True)
     m, counts = _map_labels(manifest, payload)
