@@ -37,7 +37,10 @@ def _ceiling(ctx, bank, steps: int) -> float:
     labels = {k: v[idx] for k, v in label_tensors(ctx.prepared).items()}
     # the same decoder length as the training loop (trim_captions), and the same teacher forcing as M1
     labels = {k: v.to(ctx.device) for k, v in trim_captions({**labels, "prefix": labels["caption"]}).items()}
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=prof.lr, momentum=0.9, nesterov=True)
+    from repro.engine.fit import make_optimizer
+
+    # the profile's own optimiser (SGD-Nesterov or AdamW), as in the training loop
+    opt, _ = make_optimizer([p for p in model.parameters() if p.requires_grad], prof, steps + 3)
     model.train()
 
     def step():
