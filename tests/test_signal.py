@@ -155,3 +155,29 @@ def test_profile_without_shared_tau_adds_nothing(monkeypatch):
     monkeypatch.setitem(profiles.PROFILES, "quick", profiles.PROFILES["quick"].with_overrides(tau_seed=None))
     runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
     assert [(r.stem[:2], r.seed) for r in runs] == [("01", 1), ("02", 1), ("03", 1), ("04", 1)]
+
+
+# ---------------------------------------------------------------- degenerate splits (issue 11, item 7)
+
+def test_degenerate_split_warnings():
+    import pandas as pd
+
+    from repro.data.prepare import split_warnings
+
+    rows = [{"patient_id": f"p{i}", "split": "train", "coarse": "normal"} for i in range(30)]
+    rows += [{"patient_id": f"v{i}", "split": "val", "coarse": "dr"} for i in range(25)]
+    rows += [{"patient_id": "t0", "split": "test", "coarse": "normal"}] * 2   # one patient, both eyes
+    w = split_warnings(pd.DataFrame(rows), ("normal", "dr", "amd"))
+    assert len(w) == 2
+    assert "split 'test' has only 1 patient(s) (2 images" in w[0]
+    assert "['dr', 'amd'] have no test image" in w[1]
+    healthy = rows[:55] + [{"patient_id": f"t{i}", "split": "test", "coarse": c}
+                           for i, c in enumerate(["normal", "dr", "amd"] * 8)]
+    assert split_warnings(pd.DataFrame(healthy), ("normal", "dr", "amd")) == []
+
+
+def test_result_json_records_data_warnings(smoke_teachers, smoke_ctx):
+    import json
+
+    res = json.loads(smoke_ctx.result_path("m1", "T1+T2+T3").read_text())
+    assert res["warnings"] == smoke_ctx.prepared.info["warnings"] == []   # 240 patients: a sound split

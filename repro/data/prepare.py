@@ -187,8 +187,30 @@ def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Prof
         data_root=ds.root, layout=ds.layout, taxonomy=ds.taxonomy, profile=prof.name, split_seed=seed,
         max_patients=prof.max_patients, image_size=prof.image_size, max_caption_len=L,
         t2_min_count=prof.t2_min_count,
-        info={"tokens": tokens, "vocab_min_count": prof.vocab_min_count, **ds.info},
+        info={"tokens": tokens, "vocab_min_count": prof.vocab_min_count, **ds.info,
+              "warnings": split_warnings(manifest, coarse_classes)},
     )
+
+
+MIN_SPLIT_PATIENTS = 20   # below this many patients a split's metrics are too noisy to compare
+
+
+def split_warnings(manifest: pd.DataFrame, coarse_classes, min_patients: int = MIN_SPLIT_PATIENTS) -> list[str]:
+    """Plain-language warnings about a degenerate split: a split with fewer than ``min_patients``
+    patients, or T1 classes with no test image (balanced accuracy then averages fewer classes)."""
+    out = []
+    for s in SPLITS:
+        sel = manifest[manifest["split"] == s]
+        n = int(sel["patient_id"].nunique())
+        if n < min_patients:
+            out.append(f"split {s!r} has only {n} patient(s) ({len(sel)} images, fewer than {min_patients}): "
+                       "its metrics are too noisy to compare; use a larger data folder")
+    in_test = set(manifest.loc[manifest["split"] == "test", "coarse"])
+    absent = [c for c in coarse_classes if c not in in_test]
+    if absent:
+        out.append(f"T1 class(es) {absent} have no test image: per-class recall and balanced accuracy "
+                   "leave them out")
+    return out
 
 
 def _counts(frame: pd.DataFrame, classes) -> dict[str, int]:
@@ -250,6 +272,7 @@ def data_summary(prepared: PreparedData) -> dict[str, Any]:
         "mean_caption_len": round(float(lengths.mean()), 4),
         "max_caption_len": prepared.max_caption_len,
         "captions_truncated": int((lengths > prepared.max_caption_len).sum()),
+        "warnings": list(prepared.info.get("warnings", [])),
     }
 
 

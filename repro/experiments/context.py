@@ -6,6 +6,7 @@ a run whose result JSON and checkpoint already exist is loaded, not retrained.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -122,6 +123,9 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     res_path, ckpt = ctx.result_path(stage_name, name), ctx.checkpoint_path(stage_name, name)
     if not force and res_path.exists() and ckpt.exists():
         return read_json(res_path)
+    data_warnings = list(ctx.prepared.info.get("warnings", []))
+    for w in data_warnings:
+        print(f"warning: {w}", file=sys.stderr)
     gen = seed_everything(ctx.seed)
     t0 = time.perf_counter()
     bank = ctx.bank(model)
@@ -148,6 +152,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
                  "split_hash": ctx.prepared.split_hash, "n_train": int(len(train_idx)),
                  "n_val": int(len(val_idx)), "n_test": int(len(test_idx))},
         "split_hash": ctx.prepared.split_hash,
+        "warnings": data_warnings,
         "metrics": {"val": val_metrics, "test": test_metrics},
         "max_epochs": prof.max_epochs,
         "best_epoch": fr.best_epoch,
