@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
 from repro.engine.stage import Stage, _to, trim_captions
+from repro.errors import ConfigError, DataError
 from repro.names import PRIMARY, TASKS
 
 
@@ -51,8 +52,6 @@ def make_optimizer(params, profile, total_steps: int):
     up over the first 10 % of ``total_steps`` to ``profile.lr`` and decays (cosine) to ~0 at the last
     step, stepped once per batch; ``constant`` keeps ``profile.lr``.
     """
-    from repro.errors import ConfigError
-
     if profile.optimizer not in OPTIMIZERS or profile.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"optimizer={profile.optimizer!r} / lr_schedule={profile.lr_schedule!r}: "
                           f"use one of {OPTIMIZERS} / {LR_SCHEDULES}")
@@ -79,8 +78,6 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
         generator: torch.Generator, desc: str = "", progress: bool = True) -> FitResult:
     """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored."""
     if len(train_idx) == 0:
-        from repro.errors import DataError
-
         raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
     device = bank.device
     params = [p for p in model.parameters() if p.requires_grad]

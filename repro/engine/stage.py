@@ -48,6 +48,11 @@ def t1_class_weights(prepared, train_idx, power: float) -> dict[str, torch.Tenso
     return {"coarse": class_balance_weights(counts, power)}
 
 
+def weights_record(class_weights: dict[str, torch.Tensor]) -> dict[str, list[float]]:
+    """Class weights as JSON-ready lists (rounded), for a stage's recorded parameters."""
+    return {t: [round(float(x), 6) for x in w] for t, w in class_weights.items()}
+
+
 def supervised_stage(prepared, tasks: tuple[str, ...], lambdas: dict | None = None,
                      class_weights: dict | None = None) -> Stage:
     """M1 (paper Eq. 1): Σ_t λ_t CE_t on labeled images (CE_t class-weighted where ``class_weights`` has t)."""
@@ -63,7 +68,7 @@ def supervised_stage(prepared, tasks: tuple[str, ...], lambdas: dict | None = No
     def loss(outputs, batch):
         return m1_loss(outputs, batch, tasks, lambdas, class_weights)
 
-    params = {"class_weights": {t: [round(float(x), 6) for x in w] for t, w in class_weights.items()}}
+    params = {"class_weights": weights_record(class_weights)}
     return Stage("m1", tuple(tasks), make_batch, loss, params=params)
 
 

@@ -10,7 +10,7 @@ import torch
 from repro.distill.losses import caption_mask, m2_loss, m3_loss
 from repro.distill.teacher_outputs import cached_greedy_prefix, cached_outputs
 from repro.distill.teachers import TeacherSet
-from repro.engine.stage import Stage, label_tensors, t1_class_weights
+from repro.engine.stage import Stage, label_tensors, t1_class_weights, weights_record
 from repro.experiments.context import Context
 from repro.experiments.m1 import m1_checkpoint
 from repro.names import SUBSETS
@@ -50,7 +50,7 @@ def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[st
 
     params = {"taus": dict(taus), "alpha": prof.alpha if labeled else None, "kd_reduction": prof.kd_reduction,
               "aggregation": prof.ensemble,
-              "class_weights": {t: [round(float(x), 6) for x in w] for t, w in weights.items()}, "teachers": {t: teachers.for_task(t) for t in tasks}}
+              "class_weights": weights_record(weights), "teachers": {t: teachers.for_task(t) for t in tasks}}
     # KD per decoding step needs the student forced with the same prefix as the teacher
     return Stage(name, tuple(tasks), make_batch, loss, teacher_forcing=1.0, params=params)
 
