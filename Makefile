@@ -1,4 +1,6 @@
 # Two commands for a new user:  make study   (environment + data + notebooks)   and   make test
+# make study writes into $(RESULTS) (default out/, git-ignored); make compare diffs it against the
+# committed reference results/; make study report RESULTS=results FORCE=1 regenerates the reference.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,13 +10,29 @@ SEEDS  ?= 0 1 2
 NOTEBOOKS ?= 00 01 02 03 04 05 06
 DATA_ROOT ?=
 DATA_ARG := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
+RESULTS ?= out
+REFERENCE ?= results
+TOLERANCE ?= 0.01
+FORCE  ?=
+FORCE_ARG := $(if $(FORCE),--force,)
+# torch: the CPU build where no GPU is present and the CPU wheel index answers, else the default build
+TORCH ?= 2.14.1
+TORCHVISION ?= 0.29.1
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: venv data study test lab bench report clean-cache
+.PHONY: venv data study compare test lab bench report check-report clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+	@if ! command -v nvidia-smi >/dev/null 2>&1 && \
+	   $(PY) -c "import urllib.request; urllib.request.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=10)" 2>/dev/null && \
+	   $(PY) -m pip install --quiet --extra-index-url $(TORCH_CPU_INDEX) "torch==$(TORCH)+cpu" "torchvision==$(TORCHVISION)+cpu"; then \
+	  echo "torch: CPU build (no GPU here) from $(TORCH_CPU_INDEX)"; \
+	else \
+	  echo "torch: default build (a GPU is present, or $(TORCH_CPU_INDEX) cannot be reached)"; \
+	  $(PY) -m pip install --quiet "torch==$(TORCH)" "torchvision==$(TORCHVISION)"; \
+	fi
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m ipykernel install --sys-prefix --name repro-mtkd --display-name "Python (repro-mtkd)" >/dev/null
 	touch $@
@@ -26,7 +44,11 @@ data: venv
 
 study: venv
 	$(PY) -m repro data --summary --profile $(PROFILE) $(DATA_ARG)
-	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG)
+	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG) \
+	  --results-root $(RESULTS) $(FORCE_ARG)
+
+compare: venv
+	$(PY) -m repro compare --profile $(PROFILE) --results-root $(RESULTS) --reference $(REFERENCE) --tolerance $(TOLERANCE)
 
 test: venv
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env
@@ -38,7 +60,11 @@ bench: venv
 	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG)
 
 report: venv
-	$(PY) -m repro report --profile $(PROFILE)
+	$(PY) -m repro report --profile $(PROFILE) --results-root $(RESULTS)
+
+# the committed report in headless Chromium (REPORT=out/quick/report/report.html checks your own)
+check-report: venv
+	$(PY) -m repro.report.check $(or $(REPORT),$(REFERENCE)/$(PROFILE)/report/report.html)
 
 clean-cache:
-	rm -rf cache/
+	rm -rf $(RESULTS)/cache/

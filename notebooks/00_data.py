@@ -40,6 +40,8 @@ profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every 
 data_root = None
 example_seed = 0  # picks the example images; the split seed is the profile's split_seed
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 
 # %%
 from pathlib import Path
@@ -50,11 +52,12 @@ import seaborn as sns
 
 from repro.names import P_VALUES
 from repro.data.prepare import caption_lengths, data_summary, ngrams_by_class, prepare_data
-from repro.paths import results_dir as default_results_dir
+from repro.paths import layout_for_results, results_dir as default_results_dir
 from repro.io import write_json
-from repro.data.splits import split_hash
+from repro.data.splits import reference_name, split_hash
 
-prepared = prepare_data(data_root=data_root, profile=profile)
+prepared = prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
+                        strict_keywords=strict_keywords, layout=layout_for_results(results_dir) if results_dir else None)
 summary = data_summary(prepared)
 m = prepared.manifest
 print(f"data: {prepared.data_root} ({prepared.layout} layout), profile {prepared.profile}, "
@@ -74,7 +77,8 @@ print(f"split file {summary['split_file']} (sha256 {summary['split_hash']})")
 pool = m[m["split"] == "train"]
 n_patients = m["patient_id"].nunique()
 labeled = {q: set(m.iloc[prepared.indices("train", p=q)]["patient_id"]) for q in P_VALUES}
-again = prepare_data(data_root=data_root, profile=profile, with_images=False)
+again = prepare_data(data_root=data_root, profile=profile, with_images=False, skip_bad_images=skip_bad_images,
+                     strict_keywords=strict_keywords, layout=layout_for_results(results_dir) if results_dir else None)
 fine_pool = pool["fine_class"].value_counts()
 checks = {
     "no patient in two splits": bool(m.groupby("patient_id")["split"].nunique().max() == 1),
@@ -110,7 +114,7 @@ known = {
               "fine_classes": 29, "vocab_size": 58},
 }
 reference = known.get(prepared.profile) if (
-    prepared.dataset_name == "odir5k-n5503" and prepared.info.get("csv_rows") == 5503 and prepared.split_seed == 0
+    reference_name(prepared.data_identity) and prepared.split_seed == 0   # the reference images, by content
 ) else None
 if reference is None:
     print("no reference counts for this data / profile / split seed: internal checks only")
@@ -224,7 +228,7 @@ else:
 
 # %% [markdown]
 # ## Data summary for the report
-# Written to `<results_dir>/00_data.json` (default `results/<profile>/00_data.json`).
+# Written to `<results_dir>/00_data.json` (default `out/<profile>/00_data.json`).
 
 # %%
 out_dir = Path(results_dir) if results_dir else default_results_dir(prepared.profile)

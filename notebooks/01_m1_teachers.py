@@ -31,6 +31,8 @@ p = 15
 seed = 0
 data_root = None
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 force = False
 
 # %%
@@ -41,7 +43,8 @@ from repro.report.plots import learning_curves
 from repro.io import write_json
 from repro.report.tables import compare_rows
 
-ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
+                   skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
 print(f"profile={ctx.profile.name} p={p} seed={seed} device={ctx.device} "
       f"|L_p|={len(ctx.indices('train', p=p))} images, val={len(ctx.indices('val'))}, test={len(ctx.indices('test'))}")
 

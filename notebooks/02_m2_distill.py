@@ -21,7 +21,9 @@
 # Σ_t [(1−α)·CE_t + α·τ_t²·KL(teacher_t^τ ‖ student_t^τ)] with α = 0.95,
 # with M1{T1,T2,T3} as the single teacher, or the ensemble of all seven M1
 # teachers (for task t, those that learned t). τ per task is chosen on
-# validation by the temperature study (notebook 04; run here if missing).
+# validation by the temperature study, notebook 04's job (a sweep runs 04
+# before 02). **Run alone before 04, this notebook runs the τ study itself
+# first** (12 models: 3 tasks × 4 τ, most of its time) and says so below.
 # Teacher outputs are computed once and cached: teachers never run inside
 # the student's loop. Needs notebook 01 for the same (profile, p, seed).
 
@@ -33,18 +35,27 @@ p = 15
 seed = 0
 data_root = None
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 taus = "validation"
 
 # %%
 from repro.experiments.ensemble import evaluate_ensemble
 from repro.experiments.m2m3 import run_m2
 from repro.experiments.tau import resolve_taus
+from repro.names import TASKS, TAU_SELECTION_FILE
 from repro.experiments.context import make_context
 from repro.report.plots import learning_curves
 from repro.io import write_json
 from repro.report.tables import compare_rows
 
-ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
+                   skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
+study_seed = seed if ctx.profile.tau_seed is None else ctx.profile.tau_seed
+if taus == "validation" and study_seed == seed and not (ctx.run_results / TAU_SELECTION_FILE).exists():
+    print(f"the temperature study (notebook 04) has not run for p={p} seed={seed}: running it here first "
+          f"({len(TASKS)} tasks x {len(ctx.profile.taus)} τ = {len(TASKS) * len(ctx.profile.taus)} models); "
+          f"notebook 04 will reuse them")
 tau = resolve_taus(ctx, taus)
 print("temperatures per task:", tau)
 

@@ -33,6 +33,8 @@ p = 15
 seed = 0
 data_root = None
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 taus = "validation"
 
 # %%
@@ -44,7 +46,8 @@ from repro.report.plots import learning_curves
 from repro.io import write_json
 from repro.report.tables import compare_rows
 
-ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
+                   skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
 tau = resolve_taus(ctx, taus)
 print("temperatures per task:", tau, "| unlabeled images:", len(ctx.indices(unlabeled=(ctx.profile.unlabeled, p))))
 

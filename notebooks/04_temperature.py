@@ -31,6 +31,8 @@ p = 15
 seed = 0
 data_root = None
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 
 # %%
 import pandas as pd
@@ -41,7 +43,8 @@ from repro.report.paper import paper_value
 from repro.io import write_json
 from repro.report.results import metric_of
 
-ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir)
+ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
+                   skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
 study = temperature_study(ctx)
 if study["seed"] != seed:
     print(f"profile {profile!r} chooses τ once per p (tau_seed={study['seed']}): showing that seed's study")

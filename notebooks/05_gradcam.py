@@ -39,7 +39,9 @@
 #
 # Needs notebooks 01–03 for every p in `ps` (training seed `cam_seed`); a p
 # without checkpoints is left out with a note. The figure goes to
-# `figures/gradcam_<profile>.png` (T1 head) plus one file per other head.
+# `figures/gradcam_<profile>.png` beside the results folder (`results/figures/`
+# for the committed results; T1 head) plus one file per other head; notebook 06
+# shows them in the report.
 
 # %% tags=["parameters"]
 import os
@@ -47,9 +49,11 @@ import os
 profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 data_root = None
 results_dir = None
+skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
+strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 cam_seed = 0  # the training seed whose models are shown (also draws the images)
 ps = [15, 70]  # smallest and largest labeled fraction
-figures_dir = None  # default: the project's figures/ ($REPRO_FIGURES overrides)
+figures_dir = None  # default: figures/ beside the results folder ($REPRO_FIGURES overrides)
 
 # %%
 from pathlib import Path
@@ -60,7 +64,8 @@ from repro.names import CODE_OF
 from repro.paths import project_relative
 from repro.io import write_json
 
-cm = load_cam_models(profile, ps, seed=cam_seed, data_root=data_root, results_dir=results_dir)
+cm = load_cam_models(profile, ps, seed=cam_seed, data_root=data_root, results_dir=results_dir,
+                     data_options={"skip_bad_images": skip_bad_images, "strict_keywords": strict_keywords})
 if cm.missing:
     print("note:", cm.note)
 print(f"profile={profile} seed={cam_seed} shown p={cm.ps} models: {', '.join(cm.models)}")
@@ -83,7 +88,7 @@ panels.table()
 # plain image with its true labels, then M1 and M3 at each p.
 
 # %%
-fig_dir = Path(figures_dir) if figures_dir else default_figures_dir()
+fig_dir = Path(figures_dir) if figures_dir else default_figures_dir(cm.results_dir.parent)
 title = f"Grad-CAM, M1 vs M3 ({profile}, seed {cam_seed})"
 fig = gradcam_figure(panels, task="coarse", title=f"{title}: T1 head")
 figures = {"T1": save_figure(fig, fig_dir / f"gradcam_{profile}.png", dpi=90)}

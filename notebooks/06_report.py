@@ -39,36 +39,48 @@
 # about the exact numbers.
 #
 # Reads `results/<profile>/p<p>/seed<seed>/<stage>-<name>.json` (written by
-# notebooks 01–04). Runs on whatever is there and says what is missing.
+# notebooks 01–04) and the Grad-CAM figures of notebook 05 (`figures/` beside
+# the results folder). Runs on whatever is there and says what is missing.
 
 # %% tags=["parameters"]
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 results_dir = None
+figures_dir = None  # default: figures/ beside the results folder ($REPRO_FIGURES overrides)
 
 # %%
-from IPython.display import Markdown, display
+from pathlib import Path
+
+from IPython.display import Image, Markdown, display
 
 from repro import report
-from repro.report import claims
 from repro.io import write_json
+from repro.paths import figures_dir as default_figures_dir
+from repro.paths import project_relative
+from repro.report import claims
+from repro.report.gradcam import embeddable, gradcam_figures
 
 report.setup_plots()
+report.setup_display()  # every table in full: no "..." rows or columns
 folder = report.results_folder(profile, results_dir=results_dir)
+fig_dir = Path(figures_dir) if figures_dir else default_figures_dir(folder.parent)
 df = report.load_results(profile, results_dir=folder)
-print(f"profile={profile}: {len(df)} result files in {folder}")
+print(f"profile={profile}: {len(df)} result files in {project_relative(folder, siblings=True)}")
 
 # %% [markdown]
 # ## What this report is built from
-# Number of seeds per model and labeled fraction p, and what is missing.
+# Number of seeds per model and labeled fraction p, what is absent by design, and what is missing.
 
 # %%
 report.inventory(df)
 
 # %%
-notes = report.missing(df)
-display(Markdown("**Missing:**\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "Nothing is missing."))
+for note in report.by_design(df, profile):
+    display(Markdown(f"*By design:* {note}"))
+notes = report.missing(df, profile=profile)
+display(Markdown("**Missing:** " + notes[0] + "".join(f"\n- {n}" for n in notes[1:]) if notes
+                 else "**Missing:** nothing; every expected result file is there."))
 
 # %% [markdown]
 # ## Headline: this project vs the paper at p = 15 and p = 70
@@ -88,7 +100,9 @@ report.fmt(report.table3(df))
 # %% [markdown]
 # ## Table 4 · Temperature study
 # Single-task KD (an M3 stage: the teacher M1{t} distilled into a copy of
-# itself on unlabeled data) for τ ∈ {0.5, 1, 5, 10}. *chosen* counts the
+# itself on unlabeled data) for τ ∈ {0.5, 1, 5, 10}. *T1 bacc* is T1's main
+# metric (balanced accuracy, which also picks τ for T1 on validation; the paper
+# has none), *T1* its accuracy beside the paper's. *chosen* counts the
 # seeds whose validation score picked this τ — the τ that M2/M3 then use.
 # The paper: "the best τ … is 10 for p = 15 % while it is 5 for p = 70 %".
 
@@ -124,7 +138,7 @@ fig = report.plot_metric_vs_p(df)
 
 # %%
 claims_df = claims.claims_table(df, per_p=True)
-report.fmt_claims(claims_df[claims_df["scope"] != "one p"])
+report.fmt_claims(claims_df[claims_df["scope"] != "one p"], index=["claim", "task"])
 
 # %%
 fig = report.plot_claims(claims_df)
@@ -133,7 +147,7 @@ fig = report.plot_claims(claims_df)
 # The same claims at each p separately:
 
 # %%
-report.fmt_claims(claims_df[claims_df["scope"] == "one p"])
+report.fmt_claims(claims_df[claims_df["scope"] == "one p"], index=["claim", "task", "comparison"])
 
 # %% [markdown]
 # ## Table 6 · T1 confusion matrix of the best model
@@ -183,7 +197,23 @@ ea = report.error_analysis(df)
 display(Markdown(f"Ours: {ea.attrs['note']}."))
 report.fmt(ea, {"count": 1, "rate": 3})
 
+# %% [markdown]
+# ## Fig. 5 · Grad-CAM: where M1 and M3 look
+# Made by notebook 05 (`figures/gradcam_<profile>*.png`): Grad-CAM maps of
+# M1 {T1,T2,T3} and M3 at the smallest and largest p, one test image per T1
+# class, each head explained in turn (paper §4.4).
+
+# %%
+cams, cam_notes = gradcam_figures(profile, fig_dir, folder)
+for note in cam_notes:
+    display(Markdown(f"**Missing:** {note}."))
+for cam in cams:
+    data, kind = embeddable(cam.path)
+    display(Image(data=data, format=kind))
+    display(Markdown(cam.caption + f" (`{project_relative(cam.path, siblings=True)}`)"))
+
 # %%
 summary = report.summary(df, claims_df[claims_df["scope"] != "one p"], profile)
 write_json(folder / "06_report.json", summary)
-print(f"wrote {folder / '06_report.json'}: {summary['runs']} runs, {len(summary['claims'])} claims")
+print(f"wrote {project_relative(folder / '06_report.json', siblings=True)}: "
+      f"{summary['runs']} runs, {len(summary['claims'])} claims")

@@ -17,17 +17,31 @@ from typing import Any
 
 from repro.errors import ConfigError, ReproError
 from repro.names import CODES, P_VALUES, SUBSETS
-from repro.paths import project_relative
+from repro.paths import PROJECT_ROOT, project_relative
 from repro.sweep.kernel import DEFAULT_KERNEL
 from repro.sweep.plan import DEFAULT_SEEDS
 
 # ---------------------------------------------------------------- data
 
+def _readable_path(path: str | None) -> str:
+    """A path as a person reads it on the terminal: absolute, with the home folder as ``~``.
+
+    Result files keep the project-relative form (``../shared/data/odir5k``); only the printout changes.
+    """
+    if not path:
+        return ""
+    full = (PROJECT_ROOT / Path(path).expanduser()).resolve()
+    home = Path.home().resolve()
+    return f"~/{full.relative_to(home)}" if full.is_relative_to(home) and full != home else str(full)
+
+
 def _print_summary(s: dict) -> None:
-    print(f"data root      {s.get('data_root', '')}")
+    print(f"data root      {_readable_path(s.get('data_root'))}")
     print(f"images kept    {s['images_kept']}   excluded {s['images_excluded']}   patients {s['patients']}")
     for reason, n in s.get("excluded_by_reason", {}).items():
         print(f"  excluded: {reason}: {n}")
+    if s.get("bad_images"):
+        print(f"skipped        {len(s['bad_images'])} bad image(s): {', '.join(s['bad_images'])}")
     print(f"split file     {s['split_file']}  (sha256 {s.get('split_hash', '')})")
     for name, c in s["splits"].items():
         print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")
@@ -39,15 +53,35 @@ def _print_summary(s: dict) -> None:
         print(f"  {split:<12} " + "  ".join(f"{counts.get(c, 0):>9}" for c in classes))
     print(f"T2 classes     {s.get('fine_classes')}   vocabulary {s.get('vocab_size')}   "
           f"mean caption length {s.get('mean_caption_len', float('nan')):.2f} tokens")
+    _print_keywords(s.get("keywords"))
+
+
+def _print_keywords(k: dict | None) -> None:
+    """The keyword coverage line and one line per keyword decided by rule (ODIR layout only)."""
+    if not k:
+        return
+    print(f"keywords       {k['distinct_by_table']} by table ({k['occurrences_by_table']} occurrences), "
+          f"{k['distinct_by_rule']} by rule ({k['occurrences_by_rule']} occurrences), unknown {k['unknown']}")
+    for r in k["by_rule"]:
+        cat = r["category"] or "no label"
+        print(f"  by rule: {r['keyword']!r} x{r['count']} -> {cat}  ({r['means']})")
 
 
 def cmd_data(args) -> int:
     from repro.data.prepare import data_summary, prepare_data
+    from repro.paths import check_writable, layout
 
+    lay = layout()
+    check_writable(lay.splits, "split folder")  # before any image is decoded
+    if not args.no_images:
+        check_writable(lay.cache, "cache folder")
     prepared = prepare_data(
         data_root=args.data_root, profile=args.profile,
         skip_bad_images=args.skip_bad_images, with_images=not args.no_images,
+        strict_keywords=args.strict_keywords,
     )
+    for w in prepared.info.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
     if args.summary or args.json:
         summary = data_summary(prepared)
         if args.json:
@@ -65,23 +99,60 @@ def add_data(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and list them instead of failing")
     p.add_argument("--no-images", action="store_true", help="labels and split only; do not build the image cache")
+    p.add_argument("--strict-keywords", action="store_true",
+                   help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
     p.set_defaults(func=cmd_data)
 
 
 # ---------------------------------------------------------------- sweep, run-notebook
+
+def _data_flags(sp: Any) -> None:
+    """The data options of commands that train (train, sweep, run-notebook)."""
+    sp.add_argument("--skip-bad-images", action="store_true",
+                    help="skip unreadable images and list them in the data report; the images kept get a split "
+                         "file of their own")
+    sp.add_argument("--strict-keywords", action="store_true",
+                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+
 
 def _common_args(sp: Any) -> None:
     sp.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper (default: quick)")
     sp.add_argument("--force", action="store_true", help="rerun runs whose result JSON already exists")
     sp.add_argument("--data-root", default=None, help="ODIR-5K folder passed to notebooks that take data_root")
     sp.add_argument("--results-root", default=None,
-                    help="results root; a profile's results go to <root>/<profile> (default: results/)")
+                    help="results root; a profile's results go to <root>/<profile>, checkpoints to <root>/runs "
+                         "(default: out/, or $REPRO_RESULTS; the committed results/ only when named here)")
     sp.add_argument("--notebooks-dir", default=None, help="folder of the numbered notebooks (default: notebooks/)")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="extra notebook parameter (JSON or Python literal), for the notebooks that declare it; repeatable")
     sp.add_argument("--kernel", default=None,
                     help=f"Jupyter kernel (default: {DEFAULT_KERNEL}); it must run this Python environment")
     sp.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+    _data_flags(sp)
+
+
+def _extra_params(args: Any) -> dict[str, Any]:
+    """``--param`` values, plus the data flags as the notebooks' ``skip_bad_images`` / ``strict_keywords``."""
+    from repro.sweep.plan import parse_param
+
+    extra = dict(parse_param(x) for x in args.param)
+    for flag in ("skip_bad_images", "strict_keywords"):
+        if getattr(args, flag, False):
+            extra[flag] = True
+    return extra
+
+
+def _check_sweep_outputs(args: Any, runs: list) -> None:
+    """Before the first notebook starts: the data root exists and every output folder is writable."""
+    from repro.paths import check_writable, layout_for_results, resolve_data_root
+
+    if args.data_root:
+        resolve_data_root(args.data_root)
+    folder = runs[0].results_dir
+    lay = layout_for_results(folder)
+    check_writable(folder, "results folder")
+    check_writable(lay.profile_runs(runs[0].profile), "runs folder")
+    check_writable(lay.cache, "cache folder")
 
 
 def _print_plan(runs: list, force: bool) -> None:
@@ -91,22 +162,22 @@ def _print_plan(runs: list, force: bool) -> None:
 
 
 def _cmd_sweep(args: Any) -> int:
-    from repro.sweep.plan import parse_param, plan_sweep
+    from repro.sweep.plan import plan_sweep
 
     runs = plan_sweep(args.notebooks, args.profile, args.p, args.seeds, args.results_root, args.data_root,
-                      dict(parse_param(x) for x in args.param), notebooks_dir=args.notebooks_dir)
+                      _extra_params(args), notebooks_dir=args.notebooks_dir)
     return _execute_cli(args, runs, "sweep")
 
 
 def _cmd_run_notebook(args: Any) -> int:
-    from repro.sweep.plan import notebook_parameters, parse_param, plan_sweep, resolve_notebook
+    from repro.sweep.plan import notebook_parameters, plan_sweep, resolve_notebook
 
     path = resolve_notebook(args.notebook, args.notebooks_dir)
     if args.p is None and "p" in notebook_parameters(path):
         raise ConfigError(f"{path.stem} runs per training fraction: give --p (one of {list(P_VALUES)})")
     ps = [args.p] if args.p is not None else []
     runs = plan_sweep([path], args.profile, ps, [args.seed], args.results_root, args.data_root,
-                      dict(parse_param(x) for x in args.param))
+                      _extra_params(args))
     if len(runs) != 1:
         raise ConfigError(f"run-notebook runs one notebook for one p and seed; got {len(runs)} runs")
     return _execute_cli(args, runs, "run-notebook")
@@ -119,6 +190,8 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
     if args.dry_run:
         _print_plan(runs, args.force)
         return 0
+    if runs:
+        _check_sweep_outputs(args, runs)
     try:
         report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
                            kernel_name=args.kernel, command=command)
@@ -159,14 +232,23 @@ def add_sweep(subparsers: Any) -> None:
 # ---------------------------------------------------------------- train
 
 def cmd_train(args) -> int:
-    from repro.experiments.context import make_context
+    from repro.experiments.context import check_stage_inputs, make_context
+    from repro.sweep.lock import _sweep_lock
+
+    ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root, results_dir=args.results_dir,
+                       skip_bad_images=args.skip_bad_images, strict_keywords=args.strict_keywords)
+    check_stage_inputs(ctx, args.stage)  # every earlier model present and of this run, before any training
+    with _sweep_lock(ctx.results_dir, lambda msg: print(msg, file=sys.stderr), command="train"):
+        return _train_stage(ctx, args)
+
+
+def _train_stage(ctx, args) -> int:
     from repro.experiments.ensemble import evaluate_ensemble
     from repro.experiments.m1 import run_m1
     from repro.experiments.m2m3 import run_m2, run_m3
     from repro.experiments.tau import temperature_study
     from repro.report.results import metric_of
 
-    ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root, results_dir=args.results_dir)
     taus = float(args.taus) if args.taus.replace(".", "", 1).isdigit() else args.taus
     results = {}
     if args.stage == "m1":
@@ -197,8 +279,11 @@ def add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--taus", default="validation", help="validation | authors | a number")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--results-dir", default=None)
+    p.add_argument("--results-dir", default=None,
+                   help="<results root>/<profile> (default: out/<profile>, or $REPRO_RESULTS/<profile>); "
+                        "checkpoints go to <results root>/runs/")
     p.add_argument("--force", action="store_true", help="retrain even if the result exists")
+    _data_flags(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -208,7 +293,8 @@ def cmd_evaluate(args) -> int:
     from repro.analysis.evaluate import evaluate_checkpoint
 
     r = evaluate_checkpoint(args.checkpoint, args.data_root, split=args.split, out=args.out,
-                            skip_bad_images=args.skip_bad_images, device=args.device)
+                            skip_bad_images=args.skip_bad_images, device=args.device,
+                            strict_keywords=args.strict_keywords)
     c = r["counts"]
     print(f"{r['dataset']} ({r['layout']}), split {r['split']}: {c['images']} images; "
           f"unknown T1 {c['unknown_coarse']}, T2 folded {c['fine_folded_to_other']}, unknown T2 {c['unknown_fine']}, "
@@ -222,6 +308,7 @@ def cmd_evaluate(args) -> int:
     if "caption" in mt:
         print(f"T3  bleu_paper {mt['caption']['bleu_paper']:.3f}  bleu4 {mt['caption']['bleu4']:.3f}  "
               f"exact {mt['caption']['exact_match']:.3f}")
+    _print_keywords(r.get("keywords"))
     print(f"written to {r['out']}")
     return 0
 
@@ -234,6 +321,8 @@ def add_evaluate(sub) -> None:
                    help="all images of the folder (default) or one split of the study's split file")
     p.add_argument("--out", default=None, help="result JSON (default: beside the checkpoint)")
     p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--strict-keywords", action="store_true",
+                   help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
@@ -284,15 +373,43 @@ def add_report(subparsers) -> None:
     p.add_argument("--profile", default="quick")
     p.add_argument("--results-root", default=None, help="folder holding <profile>/ (default: results)")
     p.add_argument("--out-dir", default=None, help="default: <results-root>/<profile>/report")
-    p.add_argument("--figures-dir", default=None, help="default: figures/")
+    p.add_argument("--figures-dir", default=None,
+                   help="default: <results-root>/figures ($REPRO_FIGURES overrides); also where the Grad-CAM figures are read")
     p.add_argument("--no-notebook", action="store_true", help="only tables, figures and the headline (no HTML)")
     p.set_defaults(func=cmd_report)
+
+
+# ---------------------------------------------------------------- compare
+
+def cmd_compare(args) -> int:
+    from repro.report.compare import compare_results, format_comparison
+
+    c = compare_results(args.profile, args.results_root, args.reference, tolerance=args.tolerance)
+    print(format_comparison(c))
+    return c.exit_code
+
+
+def add_compare(subparsers) -> None:
+    from repro.report.compare import DEFAULT_TOLERANCE
+
+    p = subparsers.add_parser(
+        "compare", help="diff a reproduction's main metrics against the committed reference results",
+        description="Compare T1 balanced accuracy and accuracy, T2 top-1 and T3 BLEU of every result JSON "
+                    "(per p, seed, stage and model) in <results-root>/<profile> with <reference>/<profile>. "
+                    "Exit code 0 when every compared value is within the tolerance, 1 otherwise.")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--results-root", default=None,
+                   help="the reproduction's results root (default: the results root of every command)")
+    p.add_argument("--reference", default=None, help="the reference results root (default: the committed results/)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"largest allowed absolute difference per metric (default: {DEFAULT_TOLERANCE})")
+    p.set_defaults(func=cmd_compare)
 
 
 # ---------------------------------------------------------------- assembly
 
 # in the order they appear in --help
-COMMANDS = (add_data, add_sweep, add_train, add_evaluate, add_bench, add_report)
+COMMANDS = (add_data, add_sweep, add_train, add_evaluate, add_bench, add_report, add_compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

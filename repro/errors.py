@@ -18,6 +18,10 @@ class ConfigError(ReproError):
     """A parameter outside its allowed set (p, profile, taxonomy, ...)."""
 
 
+class WeightsUnavailableError(ConfigError):
+    """Pretrained weights neither in the torch hub cache nor downloadable (offline)."""
+
+
 class MissingStageError(ReproError):
     """An earlier stage's output (checkpoint, result) does not exist yet."""
 

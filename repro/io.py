@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if tmp.exists():
             tmp.unlink()
         raise
+
+
+#: the temp names of :func:`atomic_path`: ``.<stem>.<pid>.<8 hex>.tmp<suffix>``
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
+    if not isinstance(pid, int) or pid <= 0:  # kill(0 or -1, 0) would ask about process groups
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove temp files of :func:`atomic_path` left in ``folder`` by a process that no longer runs
+    (killed with SIGKILL, or a power cut); those of live processes are kept. Returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for q in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
+        m = _TEMP_NAME.match(q.name)
+        if m and q.is_file() and not pid_alive(int(m["pid"])):
+            try:
+                q.unlink()
+                removed.append(q)
+            except FileNotFoundError:  # removed by another process meanwhile
+                pass
+    return removed
 
 
 def _default_mode(tmp: Path) -> None:

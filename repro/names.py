@@ -37,9 +37,11 @@ CLAIM_METRIC = {"T1": ("coarse", "balanced_accuracy"), "T2": ("fine", "top1"), "
 CLAIM_COL = {"T1": "T1_bacc", "T2": "T2_top1", "T3": "T3_bleu"}
 CLAIM_NAME = {"T1": "balanced accuracy", "T2": "top-1 accuracy", "T3": "BLEU (paper)"}
 BASELINE_STAGE = "baseline"   # result files baseline-majority.json, baseline-probe.json
+SUBCLASS_OUTPUT = "coarse_sub"   # model output key of a subclass T1 head's sub-logits (B, C·n) (notebook 07 §3)
 
 # ---------------------------------------------------------------- stages and result files
 STAGES = ("m1", "tau", "m2", "m3", "ensemble")
+ABLATION_STAGE = "ablation"   # notebook 07: result files ablation-<item>-<variant>.json
 SELECTION_STAGES = ("m1", "m2", "m3")   # stages whose models compete for "best model"
 TAU_SELECTION_FILE = "tau_selection.json"
 SWEEP_FILE = "sweep.json"

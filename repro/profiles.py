@@ -25,6 +25,8 @@ class Profile:
     neck_hidden: int | None = None       # width of the shared trainable neck on the tapped features
     neck_dropout: float = 0.5            # dropout after the neck's hidden layer
     input_dropout: float = 0.2           # dropout on the tapped features (before the neck)
+    head_hidden: int = 512               # hidden width of the T1/T2 MLP heads (the authors': 512)
+    t1_subclasses: int = 1               # sub-logits per T1 class (> 1: subclass head, class logit = logsumexp)
     optimizer: str = "sgd"               # "sgd" (Nesterov, the paper) or "adamw"
     lr_schedule: str = "constant"        # "constant" or "onecycle" (warm-up 10 %, cosine decay to the last epoch)
     class_balance: float = 0.0           # T1 CE weights (N / (K n_c)) ** class_balance: 0 plain, 1 fully balanced

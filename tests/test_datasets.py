@@ -56,10 +56,16 @@ def test_unknown_keyword_names_row(tiny_odir):
     i = int((df["filename"] == "8_left.jpg").to_numpy().nonzero()[0][0])
     df.loc[i, "Left-Diagnostic Keywords"] = "normal fundus，purple fundus"
     df.to_csv(csv, index=False)
+    ds = load_odir(tiny_odir)
+    assert ds.manifest.set_index("image").loc["8_left.jpg", "categories"] == "N,O"
+    assert ds.info["keywords"]["by_rule"] == [{"keyword": "purple fundus", "count": 1, "category": "O",
+                                               "rule": "other", "means": "anything else -> O",
+                                               "first_line": i + 2}]
     with pytest.raises(DataError) as e:
-        load_odir(tiny_odir)
+        load_odir(tiny_odir, strict_keywords=True)
     msg = str(e.value)
-    assert "'purple fundus'" in msg and f"line {i + 2}" in msg and "KEYWORD_TABLE" in msg
+    assert f"'purple fundus' (1 image(s), first at line {i + 2}" in msg and "full_df.csv" in msg
+    assert "KEYWORD_TABLE" in msg
 
 
 def test_exclusion_keywords_go_to_excluded(tiny_odir):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.error import URLError
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from repro.models.encoders import ENCODERS, TFLITE_MEAN, build_encoder, encode, preprocess, split_encoder, wheel_weights_path
-from repro.errors import ConfigError
+from repro.errors import ConfigError, WeightsUnavailableError
 
 
 def _center_square_uint8(img: np.ndarray, size: int) -> torch.Tensor:
@@ -68,12 +70,70 @@ def empty_hub(tmp_path):
     torch.hub.set_dir(old)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "resnet18"])
-def test_missing_resnet_weights_is_config_error(empty_hub, name):
-    with pytest.raises(ConfigError) as err:
+@pytest.fixture()
+def torch_home(tmp_path, monkeypatch):
+    """$TORCH_HOME at tmp_path (the hub cache is tmp_path/hub/checkpoints); returns the download calls."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    return tmp_path / "hub" / "checkpoints"
+
+
+def _offline(monkeypatch) -> list[str]:
+    calls: list[str] = []
+
+    def no_network(url, dst, *args, **kwargs):
+        calls.append(url)
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return calls
+
+
+@pytest.mark.parametrize("name, fname, tag", [("resnet50", "resnet50-11ad3fa6.pth", "ResNet50_Weights.IMAGENET1K_V2"),
+                                              ("resnet18", "resnet18-f37072fd.pth", "ResNet18_Weights.IMAGENET1K_V1")])
+def test_offline_resnet_weights_is_one_clear_error(torch_home, monkeypatch, name, fname, tag):
+    calls = _offline(monkeypatch)
+    with pytest.raises(WeightsUnavailableError) as err:
         build_encoder(name, pretrained=True)
     msg = str(err.value)
-    assert str(empty_hub / "checkpoints") in msg and "weights_path" in msg and "pretrained=False" in msg
+    assert calls == [f"https://download.pytorch.org/models/{fname}"]  # torchvision's weights API tried once
+    assert f"put the file {fname}" in msg.lower() and f"into {torch_home} " in msg and tag in msg
+    assert "URLError" in msg and "pretrained=False" in msg and "\n" not in msg
+    assert isinstance(err.value, ConfigError) and not list(torch_home.glob("*.pth"))
+
+
+def test_resnet50_weights_from_the_hub_cache_without_download(torch_home, monkeypatch):
+    import torchvision
+
+    calls = _offline(monkeypatch)
+    ref = torchvision.models.resnet50(weights=None).state_dict()
+    ref["fc.bias"] = torch.arange(1000, dtype=torch.float32)  # not an initial value: proves the file was loaded
+    torch_home.mkdir(parents=True)
+    torch.save(ref, torch_home / "resnet50-11ad3fa6.pth")
+    spec = build_encoder("resnet50", pretrained=True)
+    assert calls == []
+    assert torch.equal(spec.classifier.bias, ref["fc.bias"])
+    assert torch.equal(spec.stages["layer4"][2].conv3.weight, ref["layer4.2.conv3.weight"])
+    assert spec.weights.startswith("resnet50-11ad3fa6@") and spec.out_dim == 2048
+
+
+def test_resnet_weights_downloaded_into_the_hub_cache(torch_home, monkeypatch):
+    import torchvision
+
+    ref = torchvision.models.resnet18(weights=None).state_dict()
+    ref["fc.bias"] = torch.full((1000,), 0.25)
+    calls: list[str] = []
+
+    def fake_download(url, dst, *args, **kwargs):  # the network part of torch.hub.load_state_dict_from_url
+        calls.append(url)
+        torch.save(ref, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    spec = build_encoder("resnet18", pretrained=True)
+    assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
+    assert (torch_home / "resnet18-f37072fd.pth").is_file() and torch.equal(spec.classifier.bias, ref["fc.bias"])
+    build_encoder("resnet18", pretrained=True)
+    assert len(calls) == 1  # the second build reads the cache
 
 
 def test_missing_weights_file_and_contradictions(tmp_path):

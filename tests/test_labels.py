@@ -37,11 +37,10 @@ def test_keyword_categories_follow_design_rules():
         assert cat(q) is None
 
 
-def test_unknown_keyword_is_one_clear_error():
-    with pytest.raises(DataError) as e:
-        L.keyword_category("purple fundus", where="full_df.csv:line 7")
-    msg = str(e.value)
-    assert "'purple fundus'" in msg and "full_df.csv:line 7" in msg and "KEYWORD_TABLE" in msg
+def test_unknown_keyword_falls_to_the_rules():
+    assert L.decide_keyword("purple fundus") == ("O", "other")
+    assert L.keyword_category("suspicious optic disc edema", where="full_df.csv:line 7") == "O"
+    assert L.decide_keyword("normal fundus") == ("N", L.TABLE)
 
 
 def test_table_covers_every_keyword_of_the_real_csv(odir_root):

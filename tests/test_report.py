@@ -255,3 +255,88 @@ def test_export_report(results_folder, tmp_path):
     summary = pd.read_json(results_folder / "06_report.json", typ="series")
     assert summary["runs_per_stage"]["m1"] == 7 * len(PS) * len(SEEDS)
     assert len(summary["claims"]) >= 18
+
+
+def test_table4_has_balanced_accuracy(df):
+    """Table 4 shows T1's main metric (balanced accuracy, no paper value) before T1 accuracy."""
+    t4 = report.table4(df)
+    assert list(dict.fromkeys(t4.columns.get_level_values(0))) == ["T1 bacc", "T1", "T2", "T3"]
+    assert t4.loc[(5.0, 15), ("T1 bacc", "mean")] == pytest.approx(0.63 - 0.05)
+    assert ("T1 bacc", "paper") not in t4.columns and ("T1 bacc", "chosen") not in t4.columns
+    shown = report.fmt(t4)
+    assert shown.loc[(5.0, 15), ("T1 bacc", "ours")] == "0.580 ± 0.014 (2)"
+    assert shown.loc[(5.0, 15), ("T1", "paper")] == "0.769"
+
+
+def test_missing_expects_the_tau_study_of_tau_seed_only(df):
+    """``quick`` runs the τ study for seed 0 only (tau_seed = 0): seed 1 without it is by design, not missing."""
+    sub = df[~((df.stage == "tau") & (df.seed == 1))]
+    quick = report.missing(sub, profile="quick")
+    assert not any("tau-" in n for n in quick)
+    assert quick[0].startswith("8 of 80 expected result files are missing")  # only the two baselines
+    assert report.by_design(sub, "quick") == [
+        "The τ study (Table 4) runs for seed 0 only (profile `quick`, setting `tau_seed = 0`): M2 and M3 of "
+        "seed 1 use the τ that seed 0's study chose at each p."]
+    # a profile that runs the study per seed (smoke: tau_seed None) expects it for every seed
+    smoke = report.missing(sub, profile="smoke")
+    assert smoke[0].startswith("32 of 104")
+    assert ("tau-T1-tau0.5, tau-T1-tau1, tau-T1-tau5, tau-T1-tau10 and 8 more (12 models; seed 1, every p): "
+            "run notebooks/04_temperature.ipynb") in smoke
+    assert report.by_design(sub, "smoke") == []
+    # seed 0's own τ study missing is a real gap under quick
+    no_tau0 = df[~((df.stage == "tau") & (df.seed == 0) & (df.p == 70))]
+    assert any("tau-T1-tau0.5" in n and "p = 70" in n for n in report.missing(no_tau0, profile="quick"))
+
+
+def test_missing_is_a_short_summary(df):
+    """Scattered gaps: a count first, then at most ``max_lines`` compact lines, never a wall of text."""
+    rng = np.random.default_rng(0)
+    keep = rng.random(len(df)) > 0.3
+    sub = df[keep]
+    notes = report.missing(sub, profile="smoke", max_lines=5)
+    n_gone = int((~keep).sum())
+    assert notes[0].startswith(f"{n_gone + 8} of 104 expected result files are missing")  # + the baselines
+    assert len(notes) <= 1 + 5 + 1 + 1  # count, lines, "… and k more", absent p values
+    assert any(n.startswith("… and ") for n in notes)
+    assert all(len(n) < 200 for n in notes)
+
+
+def test_counts_print_as_integers(df):
+    """Counts print as whole numbers ("100 ± 0", "20"), a non-whole mean or std with one decimal."""
+    ea = report.fmt(report.error_analysis(df), {"count": 1, "rate": 3})
+    assert ea.loc["test samples", ("count", "ours")] == "100 ± 0 (2)"
+    assert ea.loc["test samples", ("count", "paper")] == "1082"
+    assert ea.loc["T1 correct, BLEU < 0.2", ("count", "ours")] == "10.5 ± 0.7 (2)"
+    assert ea.loc["T1 correct, T2 wrong", ("count", "ours")] == "21 ± 1.4 (2)"
+    bl = report.fmt(report.bleu_by_class(df))
+    assert list(bl[("test images", "mean")]) == ["20"] * 5 + ["100"]
+
+
+def test_full_tables_are_not_truncated(df):
+    """With :func:`report.setup_display`, pandas shows every row of the per-p claims (no "...")."""
+    claims = report.fmt_claims(report.claims.claims_table(df, per_p=True), index=["claim", "task", "comparison"])
+    assert len(claims) > 60
+    with pd.option_context("display.max_rows", 60, "display.max_columns", 20, "display.max_colwidth", 50,
+                           "display.width", 80):
+        assert "rows ×" in claims._repr_html_()
+        report.setup_display()
+        html = claims._repr_html_()
+    assert "rows ×" not in html and "<td>...</td>" not in html and html.count("<tr>") > len(claims)
+
+
+def test_report_kernel_starts_without_the_tcp_warning(tmp_path, capfd):
+    """The report's kernel runs on an encrypted (CurveZMQ) or ipc channel: ipykernel prints no
+    "running over TCP without encryption" warning."""
+    import nbformat
+    import papermill
+
+    from repro.sweep.kernel import DEFAULT_KERNEL, kernel_transport
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, str(tmp_path / "t.ipynb"))
+    out = papermill.execute_notebook(str(tmp_path / "t.ipynb"), str(tmp_path / "o.ipynb"), kernel_name=DEFAULT_KERNEL,
+                                     progress_bar=False, **kernel_transport())
+    assert out.cells[0].outputs[0]["text"].strip() == "42"
+    err = capfd.readouterr().err
+    assert "without encryption" not in err

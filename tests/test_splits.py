@@ -74,8 +74,13 @@ def test_subsample_and_mismatch(odir_dataset, tmp_path):
     m = odir_dataset.manifest
     fewer = Dataset(manifest=m[m["image"] != sub["image"].iloc[0]], excluded=odir_dataset.excluded,
                     bad_images=odir_dataset.bad_images, root=odir_dataset.root, layout="odir", name="odir5k-n5503")
-    with pytest.raises(DataError) as e:
-        S.load_or_make_split(fewer, seed=0, max_patients=240, directory=tmp_path)
+    # fewer images are another data set (by content): a split file of its own, the first one untouched
+    before = path.read_bytes()
+    _, other = S.load_or_make_split(fewer, seed=0, max_patients=240, directory=tmp_path)
+    assert other != path and other.name == f"{S.data_identity(fewer.manifest, 'odir5k')}_seed0_n240.csv"
+    assert path.read_bytes() == before
+    with pytest.raises(DataError) as e:  # a split file that no longer fits its data is still refused
+        S.check_split_matches(sub, fewer.manifest, path, max_patients=240)
     assert str(path) in str(e.value) and "Delete" in str(e.value)
 
 

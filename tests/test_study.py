@@ -77,7 +77,7 @@ def test_plan_order_expansion_and_parameters(tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"notebooks": ["07"]}, "no notebook '07'"),
-    ({"ps": [20]}, "not an allowed training fraction"),
+    ({"ps": [20]}, "p=20 is not an allowed labeled fraction"),
     ({"extra_params": {"epochs": 2}}, "declared by none"),
     ({"extra_params": {"p": 15}}, "set by the sweep itself"),
     ({"profile": "huge"}, "unknown profile"),
@@ -170,16 +170,18 @@ def test_existing_results_are_skipped_and_force_reruns(tmp_path):
     runs = plan_sweep(["00", "01"], "smoke", [15], [0], results_root=tmp_path, notebooks_dir=FIX)
     first = run_sweep(runs, log=lambda m: None)
     assert (first.done, first.skipped, first.failed, first.exit_code) == (2, 0, 0, 0)
-    stamps = {q: q.stat().st_mtime_ns for q in (r.result for r in runs)}
+    record_file = tmp_path / "smoke" / "sweep.json"
+    stamps = {q: q.stat().st_mtime_ns for q in [r.result for r in runs] + [record_file]}
     second = run_sweep(runs, log=lambda m: None)
     assert (second.done, second.skipped) == (0, 2)
     assert all(o.reason == "result exists" for o in second.outcomes)
-    assert {q: q.stat().st_mtime_ns for q in stamps} == stamps
+    assert {q: q.stat().st_mtime_ns for q in stamps} == stamps  # a sweep that ran nothing rewrites nothing
+    assert second.sweep_json is None and "record:" not in second.summary()
     assert _cli(["run-notebook", "01", "--profile", "smoke", "--p", "15", "--seed", "0", "--force",
                  "--results-root", str(tmp_path), "--notebooks-dir", str(FIX)]) == 0
     assert runs[1].result.stat().st_mtime_ns > stamps[runs[1].result]
     record = json.loads((tmp_path / "smoke" / "sweep.json").read_text())
-    assert [s["command"] for s in record["segments"]] == ["sweep", "sweep", "run-notebook"]
+    assert [s["command"] for s in record["segments"]] == ["sweep", "run-notebook"]
 
 
 # --- failures -----------------------------------------------------------------

@@ -51,7 +51,7 @@ from repro.errors import ConfigError, MissingStageError
 from repro.io import atomic_path
 from repro.models.encoders import preprocess
 from repro.names import CODE_OF, MAIN, TASKS
-from repro.paths import PROJECT_ROOT, project_relative
+from repro.paths import figures_dir, project_relative
 
 COLORS = {"green": "#1a9641", "yellow": "#c79100", "red": "#d7191c", None: "#555555"}
 
@@ -190,8 +190,10 @@ class CamModels:
 
 
 def load_cam_models(profile, ps: Sequence[int], seed: int = 0, data_root=None, results_dir=None,
-                    m3: str = "single") -> CamModels:
+                    m3: str = "single", data_options: dict | None = None) -> CamModels:
     """M1{T1,T2,T3} and M3 (``single`` or ``ensemble``) of training seed ``seed`` for each p in ``ps`` that has both.
+
+    ``data_options`` (``skip_bad_images``, ``strict_keywords``) go to :func:`make_context`.
 
     A p without both checkpoints is listed in ``.missing``; no p at all is a
     :class:`~repro.errors.MissingStageError` that names the notebooks to run.
@@ -205,7 +207,8 @@ def load_cam_models(profile, ps: Sequence[int], seed: int = 0, data_root=None, r
     shown: list[int] = []
     prepared = out_dir = None
     for p in ps:
-        ctx = make_context(profile, p=int(p), seed=seed, data_root=data_root, results_dir=results_dir)
+        ctx = make_context(profile, p=int(p), seed=seed, data_root=data_root, results_dir=results_dir,
+                           **(data_options or {}))
         prepared, out_dir = ctx.prepared, ctx.results_dir
         want = {f"M1 p={p}": ctx.checkpoint_path("m1", MAIN), f"M3 p={p}": ctx.checkpoint_path("m3", m3)}
         absent = [str(path) for path in want.values() if not path.exists()]
@@ -370,10 +373,9 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
     return fig
 
 
-def default_figures_dir() -> Path:
-    """Where figures go: ``$REPRO_FIGURES`` if set, else the project's ``figures/``."""
-    env = os.environ.get("REPRO_FIGURES")
-    return Path(env) if env else PROJECT_ROOT / "figures"
+def default_figures_dir(results_root: Path | None = None) -> Path:
+    """Where figures go: ``figures/`` beside the results (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides)."""
+    return figures_dir(results_root)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> Path:

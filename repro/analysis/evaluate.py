@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from repro.io import write_json
+from repro.paths import check_writable
 
 
 def _map_labels(manifest: pd.DataFrame, payload: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -43,8 +44,13 @@ def _map_labels(manifest: pd.DataFrame, payload: dict) -> tuple[pd.DataFrame, di
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "all", out: str | Path | None = None,
-                        skip_bad_images: bool = False, device: str = "auto", batch_size: int = 128) -> dict[str, Any]:
-    """Metrics of all three tasks (those the model has) on the images of ``data_root``."""
+                        skip_bad_images: bool = False, device: str = "auto", batch_size: int = 128,
+                        strict_keywords: bool = False) -> dict[str, Any]:
+    """Metrics of all three tasks (those the model has) on the images of ``data_root``.
+
+    ``keywords`` in the result lists the keywords decided by rule rather than the table
+    (:func:`repro.data.labels.keyword_report`); ``strict_keywords`` makes them an error.
+    """
     from repro.data.captions import Vocab, tokenize
     from repro.data.imagecache import load_image_cache
     from repro.data.sources import load_dataset
@@ -61,7 +67,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     prof = payload.get("extra", {}).get("profile", {})
     size = int(prof.get("image_size", 224))
     max_tokens = int(prof.get("max_caption_len", 14))
-    ds = load_dataset(data_root, taxonomy=prof.get("taxonomy", "paper5"), skip_bad_images=skip_bad_images)
+    ds = load_dataset(data_root, taxonomy=prof.get("taxonomy", "paper5"), skip_bad_images=skip_bad_images,
+                      strict_keywords=strict_keywords)
+    out = Path(out) if out else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-eval-{ds.name}-{split}.json")
+    check_writable(out.parent, "output folder of --out")  # before any inference
     manifest = ds.manifest
     if split != "all":
         from repro.data.splits import load_or_make_split
@@ -101,9 +110,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     result = {
         "checkpoint": str(checkpoint), "data_root": str(ds.root), "layout": ds.layout, "dataset": ds.name,
         "split": split, "model_tasks": list(model.tasks), "counts": counts, "metrics": metrics,
-        "excluded_images": int(len(ds.excluded)), "wall_s": time.perf_counter() - t0,
+        "excluded_images": int(len(ds.excluded)), "keywords": ds.info.get("keywords"),
+        "wall_s": time.perf_counter() - t0,
     }
-    out = Path(out) if out else Path(checkpoint).with_name(f"{Path(checkpoint).stem}-eval-{ds.name}-{split}.json")
     write_json(out, result)
     result["out"] = str(out)
     return result

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from repro.errors import DataError
-from repro.io import atomic_path, write_json
+from repro.io import atomic_path, clean_stale_temps, write_json
 from repro.paths import cache_dir
 
 #: below this many images one process decodes them (starting a pool costs more than it saves)
@@ -145,6 +145,7 @@ def load_image_cache(manifest: pd.DataFrame, size: int, skip_bad_images: bool = 
         raise DataError("cannot cache the images of an empty manifest.")
     size = int(size)
     npy, info = cache_paths(manifest, size, cache_root)
+    clean_stale_temps(npy.parent)  # what a killed build left behind
     if npy.exists() and info.exists():
         meta = json.loads(info.read_text(encoding="utf-8"))
         bad = list(meta.get("bad_images", []))

@@ -10,13 +10,17 @@ gives three targets, as in the paper's three tasks:
 - T3 ``caption_text``: the keyword text itself, lower-cased, separators normalised.
 
 Keywords map to the ODIR categories N D G C A H M O through an explicit table
-(``KEYWORD_TABLE``) that covers every keyword of ``full_df.csv``; an unknown
-keyword is an error, never a silent "other".
+(``KEYWORD_TABLE``), the complete published ODIR-5K vocabulary. A keyword the
+table lacks falls to the documented rules of :data:`RULES`, tried in order
+(:func:`decide_keyword`); every such keyword is counted by
+:func:`keyword_report`, and ``strict_keywords`` makes them an error
+(:func:`check_strict_keywords`).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 
 from repro.errors import ConfigError, DataError
@@ -75,8 +79,10 @@ _EXCLUDE = frozenset(canonical_keyword(k) for k in EXCLUDE_KEYWORDS)
 
 
 def is_quality(kw: str) -> bool:
-    """True for an image-quality keyword (never decides a label)."""
-    return canonical_keyword(kw) in _QUALITY
+    """True for an image-quality keyword (never decides a label): one of ``QUALITY_KEYWORDS``, or a
+    keyword the table lacks that the "quality" rule of :data:`RULES` matches."""
+    key = canonical_keyword(kw)
+    return key in _QUALITY or (key not in KEYWORD_TABLE and decide_keyword(key)[1] == "quality")
 
 
 def is_excluding(kw: str) -> bool:
@@ -85,6 +91,18 @@ def is_excluding(kw: str) -> bool:
 
 
 def _table() -> dict[str, str | None]:
+    """The keyword table, grouped by category.
+
+    Source: the keyword vocabulary of the organisers' annotation file
+    ``ODIR-5K_Training_Annotations(Updated)_V2.xlsx`` (the Kaggle ``full_df.csv``
+    copies its keyword columns), with the N..O letter of each keyword as in the
+    public per-keyword maps of ODIR projects, e.g. the rule engine of
+    github.com/JordiCorbilla/ocular-disease-intelligent-recognition-deep-learning
+    (``odir_rule_engine.py``: the four non-decisive and the two exclusion
+    keywords, and the substring rules reused by :data:`RULES`). The keywords of
+    the shared 90 % subset are checked by tests/test_labels.py, where the
+    table reproduces the patient-level flags of 2,878 / 2,878 patients.
+    """
     groups: dict[str | None, tuple[str, ...]] = {
         None: QUALITY_KEYWORDS + EXCLUDE_KEYWORDS,
         "N": ("normal fundus",),
@@ -96,19 +114,23 @@ def _table() -> dict[str, str | None]:
             "severe nonproliferative retinopathy",
             "proliferative diabetic retinopathy",
             "severe proliferative diabetic retinopathy",
+            "suspected diabetic retinopathy",
+            "suspicious diabetic retinopathy",
         ),
         "G": ("glaucoma", "suspected glaucoma"),
-        "C": ("cataract",),
+        "C": ("cataract", "suspected cataract"),
         "A": (
             "age-related macular degeneration",
             "dry age-related macular degeneration",
             "wet age-related macular degeneration",
         ),
         "H": ("hypertensive retinopathy",),
-        "M": ("pathological myopia", "myopic maculopathy"),
+        "M": ("pathological myopia", "myopic maculopathy", "myopia retinopathy", "myopic retinopathy"),
         "O": (
+            "abnormal color of optic disc",
             "abnormal pigment",
             "arteriosclerosis",
+            "asteroid hyalosis",
             "atrophic change",
             "atrophy",
             "branch retinal artery occlusion",
@@ -122,6 +144,7 @@ def _table() -> dict[str, str | None]:
             "congenital choroidal coloboma",
             "depigmentation of the retinal pigment epithelium",
             "diffuse chorioretinal atrophy",
+            "diffuse retinal atrophy",
             "drusen",
             "epiretinal membrane",
             "epiretinal membrane over the macula",
@@ -132,8 +155,10 @@ def _table() -> dict[str, str | None]:
             "intraretinal microvascular abnormality",
             "laser spot",
             "macular coloboma",
+            "macular epimacular membrane",
             "macular epiretinal membrane",
             "macular hole",
+            "macular pigmentation disorder",
             "maculopathy",
             "morning glory syndrome",
             "myelinated nerve fibers",
@@ -148,25 +173,35 @@ def _table() -> dict[str, str | None]:
             "oval yellow-white atrophy",
             "peripapillary atrophy",
             "pigment epithelium proliferation",
+            "pigmentation disorder",
             "post laser photocoagulation",
             "post retinal laser surgery",
+            "punctate inner choroidopathy",
             "refractive media opacity",
             "retina fold",
+            "retinal artery macroaneurysm",
+            "retinal detachment",
             "retinal pigment epithelial hypertrophy",
             "retinal pigment epithelium atrophy",
             "retinal pigmentation",
             "retinal vascular sheathing",
             "retinitis pigmentosa",
             "retinochoroidal coloboma",
+            "rhegmatogenous retinal detachment",
             "silicone oil eye",
             "spotted membranous change",
+            "suspected abnormal color of optic disc",
             "suspected macular epimacular membrane",
             "suspected microvascular anomalies",
             "suspected retinal vascular sheathing",
+            "suspected retinitis pigmentosa",
             "tessellated fundus",
+            "vascular loops",
             "vessel tortuosity",
             "vitreous degeneration",
+            "vitreous opacity",
             "wedge white line change",
+            "wedge-shaped change",
             "white vessel",
         ),
     }
@@ -174,24 +209,124 @@ def _table() -> dict[str, str | None]:
 
 
 #: canonical keyword -> ODIR category (``None``: quality or exclusion keyword, decides nothing).
-#: Covers every keyword of ODIR-5K's full_df.csv (both eyes' columns), checked by tests/test_labels.py.
+#: The complete published ODIR-5K vocabulary (see :func:`_table`); tests/test_labels.py checks that it
+#: covers every keyword of the shared data's full_df.csv (both eyes' columns).
 KEYWORD_TABLE: dict[str, str | None] = _table()
+
+
+TABLE = "table"
+
+
+#: rule id -> what it does, in the order :func:`decide_keyword` tries them for a keyword the table lacks
+RULES: dict[str, str] = {
+    "quality": "a quality phrase -> no label",
+    "suspected": "suspected/suspicious X -> the category of X",
+    "diabetic": "names diabetic or (non)proliferative retinopathy -> D",
+    "glaucoma": "names glaucoma -> G",
+    "cataract": "names cataract -> C",
+    "macular degeneration": "names macular degeneration -> A",
+    "hypertensive": "names hypertensive or hypertension -> H",
+    "myopia": "names myopi... -> M",
+    "other": "anything else -> O",
+}
+
+
+_QUALITY_RULE = re.compile(
+    r"lens dust|image quality|image offset|photographically invisible|\b(?:poor|low|bad) quality\b"
+    r"|\b(?:blurr?(?:ed|y)|over-?exposed|under-?exposed|out of focus|artefacts?|artifacts?)\b"
+)
+
+
+_SUSPECTED_RULE = re.compile(r"^(?:suspected|suspicious)(?: of)? (.+)$")
+
+
+_CATEGORY_RULES = (  # (rule id, pattern, category), in RULES order
+    ("diabetic", re.compile(r"diabet|\b(?:non)?proliferative retinopathy\b"), "D"),
+    ("glaucoma", re.compile(r"glaucoma"), "G"),
+    ("cataract", re.compile(r"cataract"), "C"),
+    ("macular degeneration", re.compile(r"macular degeneration"), "A"),
+    ("hypertensive", re.compile(r"hypertensi"), "H"),
+    ("myopia", re.compile(r"myopi"), "M"),
+)
+
+
+def decide_keyword(kw: str) -> tuple[str | None, str]:
+    """``(category, decided_by)`` of one keyword: ``decided_by`` is ``"table"`` or a :data:`RULES` id.
+
+    The category is N..O, or ``None`` for a quality or exclusion keyword. A keyword
+    the table lacks takes the first rule of :data:`RULES` that matches its canonical
+    form; "suspected/suspicious X" takes the category of X (table, then rules).
+    """
+    key = canonical_keyword(kw)
+    if key in KEYWORD_TABLE:
+        return KEYWORD_TABLE[key], TABLE
+    if _QUALITY_RULE.search(key):
+        return None, "quality"
+    m = _SUSPECTED_RULE.match(key)
+    if m:
+        return decide_keyword(m.group(1))[0], "suspected"
+    for rule, pattern, cat in _CATEGORY_RULES:
+        if pattern.search(key):
+            return cat, rule
+    return "O", "other"
 
 
 def keyword_category(kw: str, where: str = "") -> str | None:
     """The ODIR category (N D G C A H M O) of one keyword; ``None`` for quality/exclusion keywords.
 
-    An unknown keyword raises :class:`DataError` naming it and ``where`` (file:row).
+    Table first, then :data:`RULES` (:func:`decide_keyword`), so it never fails; ``where`` (file:row)
+    is accepted for the callers that pass it.
     """
-    key = canonical_keyword(kw)
-    if key in KEYWORD_TABLE:
-        return KEYWORD_TABLE[key]
-    at = f" in {where}" if where else ""
-    raise DataError(
-        f"unknown diagnostic keyword {kw!r}{at}. Add it (canonical form {key!r}) with its ODIR "
-        f"category (one of {', '.join(CATEGORIES)}, or None for a quality keyword) to "
-        "KEYWORD_TABLE in repro/labels.py."
-    )
+    return decide_keyword(kw)[0]
+
+
+def keyword_report(texts: Iterable[str], lines: Iterable[int] | None = None) -> dict:
+    """How the keywords of ``texts`` (one keyword text per image) were decided.
+
+    Counts distinct keywords and occurrences decided by the table and by the rules
+    (``unknown`` is always 0: every keyword gets a category). ``by_rule`` lists each
+    rule-decided keyword: ``keyword`` (canonical), ``count`` (occurrences),
+    ``category`` (``None``: no label), ``rule`` (a :data:`RULES` id), ``means`` and,
+    given the texts' CSV ``lines``, ``first_line``; most frequent first.
+    """
+    texts = list(texts)
+    lines = list(lines) if lines is not None else [None] * len(texts)
+    table, ruled, first = Counter(), Counter(), {}
+    for text, line in zip(texts, lines):
+        for k in split_keywords(text):
+            key = canonical_keyword(k)
+            (table if key in KEYWORD_TABLE else ruled)[key] += 1
+            first.setdefault(key, line)
+    by_rule = []
+    for key, n in sorted(ruled.items(), key=lambda kv: (-kv[1], kv[0])):
+        cat, rule = decide_keyword(key)
+        row = {"keyword": key, "count": int(n), "category": cat, "rule": rule, "means": RULES[rule]}
+        by_rule.append(row if first[key] is None else {**row, "first_line": int(first[key])})
+    return {"distinct_by_table": len(table), "occurrences_by_table": int(sum(table.values())),
+            "distinct_by_rule": len(ruled), "occurrences_by_rule": int(sum(ruled.values())),
+            "unknown": 0, "by_rule": by_rule}
+
+
+def describe_rule_decided(report: dict, limit: int | None = None) -> str:
+    """``'retinal detachment' (3 image(s), first at line 7, rule "anything else -> O")``, ... for the
+    rule-decided keywords (the first ``limit`` of them, then how many more)."""
+    rows = report.get("by_rule", [])
+    shown = rows if limit is None else rows[:limit]
+    text = ", ".join(f"{r['keyword']!r} ({r['count']} image(s)"
+                     + (f", first at line {r['first_line']}" if "first_line" in r else "")
+                     + f", rule \"{r['means']}\")" for r in shown)
+    return text + (f" and {len(rows) - len(shown)} more" if len(rows) > len(shown) else "")
+
+
+def check_strict_keywords(report: dict, where: str) -> None:
+    """With ``strict_keywords``: a :class:`DataError` listing every keyword of ``report`` decided by a rule."""
+    if report.get("by_rule"):
+        raise DataError(
+            f"{len(report['by_rule'])} diagnostic keyword(s) in {where} are not in the keyword table and "
+            f"strict_keywords / --strict-keywords is set: {describe_rule_decided(report)}. Remove "
+            "--strict-keywords to let the rules decide, or add the keyword(s) with their ODIR category to "
+            "KEYWORD_TABLE in repro/data/labels.py."
+        )
 
 
 def eye_categories(keywords: Iterable[str], where: str = "") -> list[str]:

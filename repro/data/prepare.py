@@ -3,6 +3,7 @@
 ``prepare_data`` turns a data folder and a profile into everything training needs:
 
 1. load the data set (ODIR-5K Kaggle layout or a manifest CSV; :mod:`repro.data.sources`);
+   keywords the table lacks are decided by rule and listed (``strict_keywords``: an error);
 2. with ``skip_bad_images``: decode every image once and drop the unreadable ones
    *before* splitting (they are listed in ``bad_images``); without it a bad
    image is an error;
@@ -28,12 +29,13 @@ import pandas as pd
 
 from repro.data.captions import Vocab, tokenize
 from repro.data.imagecache import load_image_cache
-from repro.data.labels import TAXONOMIES
+from repro.data.labels import TAXONOMIES, describe_rule_decided
 from repro.data.sources import BAD_COLUMNS, Dataset, load_dataset
-from repro.data.splits import SPLITS, labeled_images, load_or_make_split, split_hash, split_images, unlabeled_images
+from repro.data.splits import (SPLITS, data_identity, labeled_images, load_or_make_split, split_hash, split_images,
+                               unlabeled_images)
 from repro.errors import ConfigError, DataError
 from repro.names import P_VALUES
-from repro.paths import project_relative
+from repro.paths import Layout, project_relative
 from repro.profiles import Profile, get_profile
 
 OTHER_PREFIX = "other:"
@@ -70,6 +72,7 @@ class PreparedData:
     max_caption_len: int = 14
     t2_min_count: int = 10
     info: dict[str, Any] = field(default_factory=dict)
+    data_identity: str = ""   # repro.data.splits.data_identity: the data set by content, keys its runs
 
     def indices(self, split: str | None = None, p: int | None = None,
                 unlabeled: tuple[str, int] | None = None) -> np.ndarray:
@@ -104,9 +107,9 @@ class PreparedData:
         return len(self.manifest)
 
 
-def _drop_bad_images(ds: Dataset, size: int) -> Dataset:
+def _drop_bad_images(ds: Dataset, size: int, cache_root=None) -> Dataset:
     """Decode all images once (the cache at ``size``) and drop unreadable ones before splitting."""
-    _, bad = load_image_cache(ds.manifest, size, skip_bad_images=True)
+    _, bad = load_image_cache(ds.manifest, size, skip_bad_images=True, cache_root=cache_root)
     if not bad:
         return ds
     bad_set = set(bad)
@@ -142,18 +145,26 @@ def _coarse_classes(ds: Dataset, manifest: pd.DataFrame) -> tuple[str, ...]:
 
 def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Profile = "quick",
                  split_seed: int | None = None, skip_bad_images: bool = False,
-                 with_images: bool = True, split_directory: str | os.PathLike | None = None) -> PreparedData:
+                 with_images: bool = True, split_directory: str | os.PathLike | None = None,
+                 strict_keywords: bool = False, layout: Layout | None = None) -> PreparedData:
     """Everything the stages need for one data folder and profile (see the module docstring).
 
     ``split_seed`` defaults to ``profile.split_seed``; ``split_directory`` to ``results/splits``.
+    Keywords the table lacks are decided by rule, listed in ``info["keywords"]`` and warned
+    about; ``strict_keywords`` makes them an error (:func:`repro.data.sources.load_odir`).
+    ``layout`` (:class:`repro.paths.Layout`, default ``$REPRO_RESULTS`` or ``out/``) places the split files of
+    data other than the reference subset and the image cache.
     """
     prof = get_profile(profile)
     seed = prof.split_seed if split_seed is None else int(split_seed)
-    ds = load_dataset(data_root, taxonomy=prof.taxonomy, skip_bad_images=skip_bad_images)
+    ds = load_dataset(data_root, taxonomy=prof.taxonomy, skip_bad_images=skip_bad_images,
+                      strict_keywords=strict_keywords)
+    image_cache = layout.cache / "images" if layout is not None else None
     if skip_bad_images:
-        ds = _drop_bad_images(ds, prof.image_size)
+        ds = _drop_bad_images(ds, prof.image_size, image_cache)
 
-    split_df, split_file = load_or_make_split(ds, seed, prof.max_patients, directory=split_directory)
+    split_df, split_file = load_or_make_split(ds, seed, prof.max_patients, directory=split_directory,
+                                              user_directory=layout.splits if layout is not None else None)
     pos = pd.Series(np.arange(len(ds.manifest)), index=ds.manifest["image"].values)
     rows = np.sort(pos.reindex(split_df["image"].values).to_numpy())
     manifest = ds.manifest.iloc[rows].reset_index(drop=True)
@@ -176,7 +187,8 @@ def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Prof
 
     images = None
     if with_images:
-        images, bad = load_image_cache(manifest, prof.image_size, skip_bad_images=skip_bad_images)
+        images, bad = load_image_cache(manifest, prof.image_size, skip_bad_images=skip_bad_images,
+                                       cache_root=image_cache)
         if bad:  # only reachable when the files changed between the check above and now
             raise DataError(f"image(s) {bad[:3]} became unreadable while preparing the data; run again.")
 
@@ -186,10 +198,19 @@ def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Prof
         images=images, split_file=split_file, split_hash=split_hash(split_file), dataset_name=ds.name,
         data_root=ds.root, layout=ds.layout, taxonomy=ds.taxonomy, profile=prof.name, split_seed=seed,
         max_patients=prof.max_patients, image_size=prof.image_size, max_caption_len=L,
-        t2_min_count=prof.t2_min_count,
+        t2_min_count=prof.t2_min_count, data_identity=data_identity(ds.manifest, ds.name),
         info={"tokens": tokens, "vocab_min_count": prof.vocab_min_count, **ds.info,
-              "warnings": split_warnings(manifest, coarse_classes)},
+              "warnings": keyword_warnings(ds.info.get("keywords")) + split_warnings(manifest, coarse_classes)},
     )
+
+
+def keyword_warnings(report: dict | None) -> list[str]:
+    """One warning naming the keywords decided by rule rather than the table (none when there are none)."""
+    if not report or not report.get("by_rule"):
+        return []
+    return [f"{report['distinct_by_rule']} diagnostic keyword(s) not in the keyword table were decided by rule "
+            f"({report['occurrences_by_rule']} occurrence(s)): {describe_rule_decided(report, limit=5)}; "
+            "`python -m repro data --summary` lists them all, --strict-keywords makes them an error"]
 
 
 MIN_SPLIT_PATIENTS = 20   # below this many patients a split's metrics are too noisy to compare
@@ -241,6 +262,7 @@ def data_summary(prepared: PreparedData) -> dict[str, Any]:
     excl = prepared.excluded
     return {
         "dataset": prepared.dataset_name,
+        "data_identity": prepared.data_identity,
         "layout": prepared.layout,
         "data_root": project_relative(prepared.data_root, siblings=True),
         "profile": prepared.profile,
@@ -272,6 +294,7 @@ def data_summary(prepared: PreparedData) -> dict[str, Any]:
         "mean_caption_len": round(float(lengths.mean()), 4),
         "max_caption_len": prepared.max_caption_len,
         "captions_truncated": int((lengths > prepared.max_caption_len).sum()),
+        "keywords": prepared.info.get("keywords"),
         "warnings": list(prepared.info.get("warnings", [])),
     }
 

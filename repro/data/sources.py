@@ -157,7 +157,8 @@ def odir_eye_rows(root: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images: bool = False) -> Dataset:
+def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images: bool = False,
+              strict_keywords: bool = False) -> Dataset:
     """ODIR-5K in the Kaggle layout: ``full_df.csv`` + ``preprocessed_images/{ID}_{left|right}.jpg``.
 
     Each image of the table appears once. Images whose keywords include an
@@ -165,12 +166,18 @@ def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images
     carry only quality keywords, go to ``excluded`` with a ``reason``. A
     missing image file is a :class:`DataError` (file and CSV line) unless
     ``skip_bad_images``, in which case it is listed in ``bad_images``.
+    Keywords the table lacks are decided by the rules of :data:`repro.data.labels.RULES`
+    and listed in ``info["keywords"]`` (:func:`repro.data.labels.keyword_report`);
+    with ``strict_keywords`` they are one :class:`DataError` listing them all.
     """
     L.check_taxonomy(taxonomy)
     root = Path(root).resolve()
     csv = root / ODIR_CSV
     img_dir = root / ODIR_IMAGES
     eyes = odir_eye_rows(root)
+    keywords = L.keyword_report(eyes["keywords"], eyes["line"])
+    if strict_keywords:
+        L.check_strict_keywords(keywords, str(csv))
     present = _image_files(img_dir)
     if not present:
         raise DataError(f"image folder {img_dir} is missing or empty; the ODIR layout needs "
@@ -207,7 +214,8 @@ def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images
         raise DataError(f"no usable image in {csv} (all excluded or missing).")
     return Dataset(manifest=manifest, excluded=_frame(excluded, MANIFEST_COLUMNS + ("reason",)),
                    bad_images=_frame(bad, BAD_COLUMNS), root=root, layout="odir",
-                   name=f"odir5k-n{len(manifest)}", taxonomy=taxonomy, info={"csv": str(csv), "csv_rows": len(eyes)})
+                   name=f"odir5k-n{len(manifest)}", taxonomy=taxonomy,
+                   info={"csv": str(csv), "csv_rows": len(eyes), "keywords": keywords})
 
 
 def patient_flag_table(root: str | os.PathLike) -> pd.DataFrame:
@@ -310,13 +318,16 @@ def detect_layout(root: Path) -> str:
 
 
 def load_dataset(root: str | os.PathLike | None = None, taxonomy: str = "paper5",
-                 skip_bad_images: bool = False) -> Dataset:
-    """Load the data set at ``root`` (resolved by :func:`repro.paths.resolve_data_root`), layout auto-detected."""
+                 skip_bad_images: bool = False, strict_keywords: bool = False) -> Dataset:
+    """Load the data set at ``root`` (resolved by :func:`repro.paths.resolve_data_root`), layout auto-detected.
+
+    ``strict_keywords`` (ODIR layout only; a manifest has no keywords): see :func:`load_odir`.
+    """
     root = resolve_data_root(root)
     if root.is_file():
         if root.suffix == ".csv" and root.name != ODIR_CSV:
             return load_manifest_csv(root, skip_bad_images=skip_bad_images)
         root = root.parent
     if detect_layout(root) == "odir":
-        return load_odir(root, taxonomy=taxonomy, skip_bad_images=skip_bad_images)
+        return load_odir(root, taxonomy=taxonomy, skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
     return load_manifest_csv(root / MANIFEST_CSV, skip_bad_images=skip_bad_images)

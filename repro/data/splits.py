@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ from repro.data import labels as L
 from repro.errors import ConfigError, DataError
 from repro.io import atomic_write_text
 from repro.names import P_VALUES
-from repro.paths import split_dir
+from repro.paths import layout, split_dir
 
 TEST_FRACTION = 0.15
 
@@ -50,6 +51,10 @@ SPLIT_COLUMNS = ("image", "patient_id", "split", "p_min", "coarse")
 
 
 UNLABELED_MODES = ("all", "rest")
+
+
+#: content hash (:func:`content_hash`) of the reference ODIR-5K subset -> the name of its committed split files
+REFERENCE_DATA = {"debd2ed78240": "odir5k-n5503"}
 
 
 _PAPER5_RANK = {L.CATEGORY_NAMES["paper5"][c]: i for i, c in reversed(list(enumerate(L.PRIORITY)))}
@@ -170,11 +175,41 @@ def read_split(path: str | os.PathLike) -> pd.DataFrame:
     return df.loc[:, list(SPLIT_COLUMNS)]
 
 
-def split_path(dataset_name: str, seed: int, max_patients: int | None = None,
+def content_hash(manifest: pd.DataFrame) -> str:
+    """12 hex digits identifying a data set by content: its sorted ``(image, patient_id, file size)`` rows.
+
+    The folder's name plays no part, so two folders called ``data/`` with other images differ, and a
+    copy (or a folder of links) of the reference images is the reference data.
+    """
+    lines = sorted(f"{i}\t{p}\t{os.path.getsize(f) if os.path.exists(f) else -1}"
+                   for i, p, f in zip(manifest["image"].astype(str), manifest["patient_id"].astype(str),
+                                      manifest["path"].astype(str)))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
+
+
+def data_identity(manifest: pd.DataFrame, name: str) -> str:
+    """``<name>-n<images>-<content hash>``, e.g. ``odir5k-n5503-debd2ed78240`` (``name``: the data set's label)."""
+    base = re.sub(r"-n\d+$", "", re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))) or "data"
+    return f"{base}-n{len(manifest)}-{content_hash(manifest)}"
+
+
+def reference_name(identity: str) -> str | None:
+    """The committed split-file name of ``identity`` when it is the reference subset, else ``None``."""
+    return REFERENCE_DATA.get(identity.rsplit("-", 1)[-1])
+
+
+def split_path(identity: str, seed: int, max_patients: int | None = None,
                directory: str | os.PathLike | None = None) -> Path:
-    """``results/splits/<name>_seed<seed>.csv`` (``..._n<max_patients>.csv`` for a subsample)."""
-    stem = f"{dataset_name}_seed{int(seed)}" + (f"_n{int(max_patients)}" if max_patients is not None else "")
-    return Path(directory or split_dir()) / f"{stem}.csv"
+    """Where the split of data set ``identity`` (:func:`data_identity`) for ``seed`` lives.
+
+    The reference subset: the committed ``results/splits/odir5k-n5503_seed<seed>[_n<max_patients>].csv``.
+    Any other data (a full download, a manifest folder, a subset left by skipped images):
+    ``<results root>/splits/<identity>_seed<seed>[_n<max_patients>].csv``. ``directory`` overrides the folder.
+    """
+    ref = reference_name(identity)
+    stem = f"{ref or identity}_seed{int(seed)}" + (f"_n{int(max_patients)}" if max_patients is not None else "")
+    folder = directory or (split_dir() if ref else layout().splits)
+    return Path(folder) / f"{stem}.csv"
 
 
 def split_hash(path: str | os.PathLike) -> str:
@@ -185,8 +220,12 @@ def split_hash(path: str | os.PathLike) -> str:
 def check_split_matches(split_df: pd.DataFrame, manifest: pd.DataFrame, path: Path,
                         max_patients: int | None = None) -> None:
     """DataError when a saved split no longer fits the manifest (other images or patients)."""
-    how = (f"Delete {path} to have it made again (results of earlier runs then no longer share its hash), "
-           "or pass another split seed.")
+    if Path(path).resolve().parent == split_dir().resolve():
+        how = (f"{path} is a committed reference split: restore it from git rather than deleting it; a data "
+               "folder with other images gets a split file of its own.")
+    else:
+        how = (f"Delete {path} to have it made again (results of earlier runs then no longer share its hash), "
+               "or pass another split seed.")
     man = pd.Series(manifest["patient_id"].astype(str).values, index=manifest["image"].astype(str).values)
     saved = pd.Series(split_df["patient_id"].astype(str).values, index=split_df["image"].astype(str).values)
     if saved.index.duplicated().any():
@@ -215,13 +254,19 @@ def check_split_matches(split_df: pd.DataFrame, manifest: pd.DataFrame, path: Pa
 
 
 def load_or_make_split(dataset, seed: int, max_patients: int | None = None,
-                       directory: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Path]:
+                       directory: str | os.PathLike | None = None,
+                       user_directory: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Path]:
     """The saved split of ``dataset`` (a :class:`repro.datasets.Dataset`) for ``seed``; made and
     written atomically on first use, checked against the manifest on every later use.
 
+    The file is named by the data set's content (:func:`split_path`); ``directory`` overrides its folder
+    for every data set, ``user_directory`` only for data other than the reference subset.
     Returns ``(split_df in manifest order, path)``.
     """
-    path = split_path(dataset.name, seed, max_patients, directory)
+    identity = data_identity(dataset.manifest, dataset.name)
+    if directory is None and user_directory is not None and not reference_name(identity):
+        directory = user_directory
+    path = split_path(identity, seed, max_patients, directory)
     manifest = dataset.manifest
     if path.exists():
         split_df = read_split(path)
@@ -279,3 +324,35 @@ def unlabeled_images(split_df: pd.DataFrame, p: int, mode: str = "all") -> pd.Da
     pool = split_df[split_df["split"] == "train"]
     sel = pool if mode == "all" else pool[pool["p_min"].fillna(10**6) > p]
     return _nonempty(sel, f"the unlabeled set (mode {mode!r}, p={p})")
+
+
+def image_level_split(split_df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same images split per image, as the authors' code did (an ablation: it leaks patients).
+
+    Steps 4-5 of :func:`make_split` applied to images instead of patients (stratified by each
+    image's ``coarse``), so a patient's two eyes can land in train and test. ``split_df`` is a
+    patient-level split (its rows and order are kept); only ``split`` and ``p_min`` change.
+    """
+    strata = pd.Series(split_df["coarse"].astype(str).values, index=split_df["image"].astype(str).values)
+    if strata.index.duplicated().any():
+        raise DataError(f"split lists image {strata.index[strata.index.duplicated()][0]!r} twice")
+    rng = np.random.default_rng([int(seed), 1])
+    order = _stratified_order(strata, rng)
+    n = len(order)
+    n_test, n_val = round(TEST_FRACTION * n), round(VAL_FRACTION * n)
+    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
+        raise DataError(f"{n} images are too few for a test/val/train split; use more images.")
+    split_of = {img: "test" for img in order[:n_test]}
+    split_of.update({img: "val" for img in order[n_test:n_test + n_val]})
+    pool_order = _stratified_order(strata.loc[sorted(order[n_test + n_val:])], rng)
+    p_of: dict[str, int] = {}
+    start = 0
+    for p in P_VALUES:
+        end = len(pool_order) if p == max(P_VALUES) else min(round(p / 100 * n), len(pool_order))
+        p_of.update({img: p for img in pool_order[start:end]})
+        start = max(start, end)
+    split_of.update({img: "train" for img in pool_order})
+    out = split_df.loc[:, list(SPLIT_COLUMNS)].copy()
+    out["split"] = [split_of[i] for i in strata.index]
+    out["p_min"] = pd.array([p_of.get(i) for i in strata.index], dtype="Int64")
+    return out.reset_index(drop=True)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.errors import ConfigError
-from repro.names import EOS, PAD
+from repro.names import EOS, PAD, SUBCLASS_OUTPUT
 
 REDUCTIONS = ("batchmean", "mean")
 
@@ -56,6 +56,10 @@ __all__ = [
     "m1_loss",
     "m2_loss",
     "m3_loss",
+    "batch_standardize",
+    "subclass_aux_loss",
+    "subclass_teacher_loss",
+    "subclass_kd_loss",
 ]
 
 
@@ -301,3 +305,65 @@ def m3_loss(outputs, teacher, tasks, taus, lambdas=None, reduction="batchmean",
         total = total + _lambda(lambdas, task) * kd
     terms["total"] = total
     return terms
+
+
+# ---------------------------------------------------------------- subclass distillation (Müller et al. 2020)
+# A subclass T1 head gives sub-logits z (B, C·n) under ``SUBCLASS_OUTPUT``; its class logit is
+# ``logsumexp_k z_{c,k}`` (``outputs["coarse"]``, :func:`repro.models.mtlnet.class_logits`).
+
+
+def batch_standardize(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``v = (z - mean_b z) / sqrt(var_b z + eps)`` per column over the batch (BatchNorm without affine)."""
+    if z.dim() != 2:
+        raise ValueError(f"sub-logits must be (B, K), got shape {tuple(z.shape)}")
+    return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
+
+
+def subclass_aux_loss(sub_logits: torch.Tensor, temperature: float = 1.0, eps: float = 1e-5) -> torch.Tensor:
+    """The auxiliary loss that spreads the subclasses (Müller, Kornblith & Hinton 2020).
+
+    ``v_i`` = batch-standardised sub-logit vector of example i (:func:`batch_standardize`)::
+
+        L_aux = -(1/B) * sum_i log softmax_j(v_i . v_j / T_aux)[i]
+
+    Each example's vector must be closer to itself than to the others: different examples are pushed
+    onto different subclasses. 0 for a batch of fewer than 2 examples.
+    """
+    tau = _check_temperature(temperature)
+    if sub_logits.shape[0] < 2:
+        return sub_logits.sum() * 0.0
+    v = batch_standardize(sub_logits, eps)
+    sim = v @ v.T / tau
+    return F.cross_entropy(sim, torch.arange(len(v), device=v.device))
+
+
+def subclass_teacher_loss(outputs, targets, tasks, beta: float = 1.0, aux_temperature: float = 1.0,
+                          lambdas=None, class_weights=None) -> dict[str, torch.Tensor]:
+    """M1 with a subclass T1 head: ``L = sum_t lambda_t CE_t + beta * L_aux(z_sub)``.
+
+    ``CE_coarse`` is on the class logits ``logsumexp_k z_{c,k}``; ``L_aux`` is
+    :func:`subclass_aux_loss` of ``outputs[SUBCLASS_OUTPUT]``. Terms: those of :func:`m1_loss` and ``aux/coarse``.
+    """
+    if float(beta) < 0:
+        raise ConfigError(f"auxiliary loss weight beta must be >= 0, got {beta!r}")
+    terms = m1_loss(outputs, targets, tasks, lambdas, class_weights)
+    terms["aux/coarse"] = subclass_aux_loss(outputs[SUBCLASS_OUTPUT], aux_temperature)
+    terms["total"] = terms["total"] + float(beta) * terms["aux/coarse"]
+    return terms
+
+
+def subclass_kd_loss(outputs, targets, teacher_sub, temperature: float, alpha: float = 0.5,
+                     reduction: str = "batchmean", aggregation: str = "mean_prob",
+                     class_weights=None) -> dict[str, torch.Tensor]:
+    """Student of a subclass teacher on labeled T1 data::
+
+        L = (1 - alpha) * CE(logsumexp_k s_{c,k}, y) + alpha * tau^2 * KL(softmax(t_sub / tau) || softmax(s_sub / tau))
+
+    with the KL over all n·C sub-classes (:func:`ensemble_kd`; ``teacher_sub`` one tensor or a list).
+    Terms ``ce/coarse``, ``kd/coarse``, ``total``.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"KD weight alpha must lie in [0, 1], got {alpha!r}")
+    ce = task_ce(outputs, targets, "coarse", (class_weights or {}).get("coarse"))
+    kd = ensemble_kd(outputs[SUBCLASS_OUTPUT], teacher_sub, temperature, aggregation, reduction)
+    return {"ce/coarse": ce, "kd/coarse": kd, "total": (1.0 - alpha) * ce + alpha * kd}

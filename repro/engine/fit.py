@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
 from repro.engine.stage import Stage, _to, trim_captions
 from repro.errors import ConfigError, DataError
 from repro.names import PRIMARY, TASKS
+from repro.progress import epoch_line, plain_lines, tqdm_class
 
 
 def validation_score(metrics: dict[str, Any], tasks) -> float:
@@ -39,6 +39,7 @@ class FitResult:
     best_val_score: float
     train_images_per_s: float
     train_seconds: float
+    tested_epoch: int = -1   # the epoch whose weights the model holds after fit (best_epoch when restored)
 
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -75,8 +76,11 @@ def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 0.04) -
 
 
 def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,
-        generator: torch.Generator, desc: str = "", progress: bool = True) -> FitResult:
-    """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored."""
+        generator: torch.Generator, desc: str = "", progress: bool = True, restore_best: bool = True) -> FitResult:
+    """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored.
+
+    ``restore_best=False`` (the authors' code): every epoch is trained, no early stopping, and the model
+    keeps its last epoch's weights; the best validation epoch is still recorded (``best_epoch``)."""
     if len(train_idx) == 0:
         raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
     device = bank.device
@@ -92,7 +96,8 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
     history: list[dict[str, Any]] = []
     best_state, best_score, best_epoch = None, -float("inf"), -1
     seen, busy = 0, 0.0
-    bar = tqdm(range(profile.max_epochs), desc=desc or stage.name, leave=False, disable=not progress)
+    lines = progress and plain_lines()
+    bar = tqdm_class()(range(profile.max_epochs), desc=desc or stage.name, leave=False, disable=not progress or lines)
     try:
         for epoch in bar:
             model.train()
@@ -128,17 +133,21 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                    "val/score": score, **_flat_val(val_metrics)}
             history.append(row)
             bar.set_postfix(loss=f"{row.get('train/total', float('nan')):.3f}", val=f"{score:.3f}")
+            if lines:
+                print(epoch_line(desc or stage.name, epoch + 1, profile.max_epochs,
+                                 row.get("train/total", float("nan")), score), flush=True)
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
                 best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            elif epoch + 1 - best_epoch >= profile.patience and epoch + 1 >= profile.min_epochs:
+            elif restore_best and epoch + 1 - best_epoch >= profile.patience and epoch + 1 >= profile.min_epochs:
                 break
     finally:
         if tf_saved is not None:
             model.teacher_forcing = tf_saved
-    if best_state is not None:
+    if restore_best and best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(history, best_epoch, best_score, seen / busy if busy else float("nan"), busy)
+    tested = best_epoch if restore_best else len(history)
+    return FitResult(history, best_epoch, best_score, seen / busy if busy else float("nan"), busy, tested)
 
 
 def _flat_val(metrics: dict[str, Any]) -> dict[str, float]:

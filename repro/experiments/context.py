@@ -1,7 +1,10 @@
 """One ``(profile, p, seed)`` experiment: data, inputs, and the run of a single model to its result JSON.
 
 Stages (M1 here, M2/M3/τ in :mod:`repro.experiments.m2m3`) call :func:`train_and_record`;
-a run whose result JSON and checkpoint already exist is loaded, not retrained.
+a run whose result JSON and checkpoint already exist is loaded, not retrained. Checkpoints live under
+``<runs>/<profile>/<data identity>-<split hash>/p<p>/seed<s>/`` (:attr:`Context.run_artifacts`), and a
+later stage loads an earlier one's model only through :func:`require_checkpoint`, which refuses a model
+trained on other data, another split or other profile settings.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import torch
 
 from repro.device import resolve_device, seed_everything
 from repro.errors import ConfigError, MissingStageError
-from repro.io import read_json, write_json
-from repro.names import P_VALUES
-from repro.paths import project_relative, results_dir as default_results_dir, runs_dir as default_runs_dir
+from repro.io import clean_stale_temps, read_json, write_json
+from repro.names import P_VALUES, SUBSETS, TASKS, subset_code
+from repro.paths import check_writable, layout, layout_for_results, project_relative
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
 
@@ -31,10 +34,21 @@ def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=4)
-def _prepared(data_root, profile_name, overrides):
+def _prepared(data_root, profile_name, overrides, skip_bad_images, strict_keywords, lay):
     from repro.data.prepare import prepare_data
 
-    return prepare_data(data_root=data_root, profile=get_profile(profile_name, **dict(overrides)))
+    return prepare_data(data_root=data_root, profile=get_profile(profile_name, **dict(overrides)),
+                        skip_bad_images=skip_bad_images, strict_keywords=strict_keywords, layout=lay)
+
+
+#: profile settings a stage's teachers must share with it (besides data, split, classes and vocabulary)
+MATCHING_SETTINGS = ("name", "encoder", "image_size", "taps", "trainable", "pretrained")
+
+
+def data_key(prepared) -> str:
+    """``<data identity>-<first 8 hex of the split hash>``: the folder that keys a run's checkpoints."""
+    ident = getattr(prepared, "data_identity", "") or str(prepared.dataset_name)
+    return f"{ident}-{str(prepared.split_hash)[:8]}"
 
 
 @dataclass
@@ -49,6 +63,7 @@ class Context:
     runs_dir: Path
     device: torch.device
     _bank: Any = field(default=None, repr=False)
+    cache_dir: Path | None = None   # feature cache root (None: repro.paths.cache_dir())
 
     @property
     def run_results(self) -> Path:
@@ -56,7 +71,8 @@ class Context:
 
     @property
     def run_artifacts(self) -> Path:
-        return self.runs_dir / f"p{self.p}" / f"seed{self.seed}"
+        """Checkpoints and teacher caches: ``<runs_dir>/<data key>/p<p>/seed<s>`` (:func:`data_key`)."""
+        return self.runs_dir / data_key(self.prepared) / f"p{self.p}" / f"seed{self.seed}"
 
     def result_path(self, stage: str, name: str) -> Path:
         return self.run_results / f"{stage}-{name}.json"
@@ -79,6 +95,7 @@ class Context:
             decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
             hidden=prof.decoder_hidden, embed=prof.decoder_embed,
             neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
+            head_hidden=prof.head_hidden, subclasses=prof.t1_subclasses,
         ).to(self.device)
 
     def for_seed(self, seed: int) -> "Context":
@@ -91,31 +108,53 @@ class Context:
             from repro.models.inputbank import InputBank
 
             model = model or self.new_model(("coarse",))
-            self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device)
+            self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
+                                   cache_root=self.cache_dir)
         return self._bank
+
+    def checkpoint_extra(self, stage: str, name: str) -> dict[str, Any]:
+        """What a checkpoint records about its run, checked by :func:`require_checkpoint` of a later stage."""
+        return {"stage": stage, "name": name, "p": self.p, "seed": self.seed, "profile": self.profile.to_dict(),
+                "data_identity": getattr(self.prepared, "data_identity", ""),
+                "split_file": project_relative(self.prepared.split_file)}
 
 
 def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, data_root=None,
-                 results_dir=None, runs_dir=None, **overrides) -> Context:
-    """Load (once per process) the prepared data of ``profile`` and set up output folders."""
+                 results_dir=None, runs_dir=None, skip_bad_images: bool = False, strict_keywords: bool = False,
+                 **overrides) -> Context:
+    """Load (once per process) the prepared data of ``profile`` and set up output folders.
+
+    ``results_dir`` is ``R/<profile>`` of a results root ``R`` (default ``$REPRO_RESULTS`` or ``out/``); the
+    runs folder (``runs_dir``, default ``R/runs/<profile>`` or ``$REPRO_RUNS/<profile>``), the cache
+    (``R/cache`` or ``$REPRO_CACHE``) and split files of non-reference data (``R/splits``) follow from it
+    (:class:`repro.paths.Layout`). Every output folder is checked writable before any data is prepared.
+    """
     if int(p) not in P_VALUES:
         raise ConfigError(f"p={p!r} is not an allowed labeled fraction; use one of {list(P_VALUES)}")
     prof = get_profile(profile, **overrides)
     if prof.num_threads:
         torch.set_num_threads(prof.num_threads)
     name = prof.name
-    prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())))
-    return Context(
-        profile=prof, p=int(p), seed=int(seed), prepared=prepared,
-        results_dir=Path(results_dir) if results_dir else default_results_dir(name),
-        runs_dir=Path(runs_dir) if runs_dir else default_runs_dir(name),
-        device=resolve_device(prof.device),
-    )
+    lay = layout_for_results(results_dir) if results_dir else layout()
+    res = Path(results_dir).expanduser() if results_dir else lay.results(name)
+    runs = Path(runs_dir).expanduser() if runs_dir else lay.profile_runs(name)
+    for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
+        check_writable(folder, what)
+    prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())),
+                         bool(skip_bad_images), bool(strict_keywords), lay)
+    ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
+                  device=resolve_device(prof.device), cache_dir=lay.cache)
+    clean_stale_temps(ctx.run_artifacts, recursive=True)
+    return ctx
 
 
 def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, train_idx, params: dict,
-                     force: bool = False, progress: bool = True, max_epochs: int | None = None) -> dict[str, Any]:
-    """Fit ``model`` with ``stage``, evaluate the best state once on test, write checkpoint and result JSON."""
+                     force: bool = False, progress: bool = True, max_epochs: int | None = None,
+                     restore_best: bool = True) -> dict[str, Any]:
+    """Fit ``model`` with ``stage``, evaluate the best state once on test, write checkpoint and result JSON.
+
+    ``restore_best=False`` tests the last epoch's weights instead (the authors' code; ``params.restore_best``,
+    ``tested_epoch`` beside ``best_epoch``)."""
     from repro.engine.evaluate import predict, score_predictions
     from repro.engine.fit import fit
     from repro.models.checkpoints import save_checkpoint
@@ -132,12 +171,11 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
     prof = replace(ctx.profile, max_epochs=max_epochs) if max_epochs else ctx.profile
     fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
-             desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress)
+             desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
     max_len = ctx.profile.max_caption_len + 1
     val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
     test_metrics = score_predictions(ctx.prepared, test_idx, predict(model, bank, test_idx, max_len=max_len))
-    save_checkpoint(ckpt, model, ctx.prepared, extra={"stage": stage_name, "name": name, "p": ctx.p, "seed": ctx.seed,
-                                                            "profile": ctx.profile.to_dict()})
+    save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
     result = {
         "schema": 1,
         "stage": stage_name,
@@ -146,9 +184,10 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
         "profile": ctx.profile.name,
         "p": ctx.p,
         "seed": ctx.seed,
-        "params": {**params, **stage.params},
+        "params": {**params, **stage.params, "restore_best": bool(restore_best)},
         "profile_settings": ctx.profile.to_dict(),
-        "data": {"dataset": ctx.prepared.dataset_name, "split_file": project_relative(ctx.prepared.split_file),
+        "data": {"dataset": ctx.prepared.dataset_name, "data_identity": getattr(ctx.prepared, "data_identity", ""),
+                 "split_file": project_relative(ctx.prepared.split_file),
                  "split_hash": ctx.prepared.split_hash, "n_train": int(len(train_idx)),
                  "n_val": int(len(val_idx)), "n_test": int(len(test_idx))},
         "split_hash": ctx.prepared.split_hash,
@@ -156,6 +195,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
         "metrics": {"val": val_metrics, "test": test_metrics},
         "max_epochs": prof.max_epochs,
         "best_epoch": fr.best_epoch,
+        "tested_epoch": fr.tested_epoch,
         "best_val_score": fr.best_val_score,
         "history": fr.history,
         "train_images_per_s": fr.train_images_per_s,
@@ -170,8 +210,51 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     return result
 
 
+def _train_command(ctx: Context, stage: str) -> str:
+    return (f"`python -m repro train --stage {stage} --profile {ctx.profile.name} --p {ctx.p} --seed {ctx.seed} "
+            f"--results-dir {project_relative(ctx.results_dir)}`")
+
+
+def checkpoint_mismatch(ctx: Context, payload: dict[str, Any]) -> list[str]:
+    """How the run recorded in checkpoint ``payload`` differs from ``ctx`` (empty: it matches)."""
+    extra = payload.get("extra") or {}
+    prep = ctx.prepared
+    out = []
+    if payload.get("split_hash") != prep.split_hash:
+        out.append(f"split hash {payload.get('split_hash')} (this run: {prep.split_hash}, "
+                   f"{project_relative(prep.split_file)})")
+    ident = getattr(prep, "data_identity", "")
+    if ident and extra.get("data_identity") != ident:
+        out.append(f"data set {extra.get('data_identity') or 'unrecorded'} (this run: {ident})")
+    theirs, ours = extra.get("profile") or {}, ctx.profile.to_dict()
+    for key in MATCHING_SETTINGS:
+        a, b = theirs.get(key), ours.get(key)
+        a, b = (list(a) if isinstance(a, (list, tuple)) else a), (list(b) if isinstance(b, (list, tuple)) else b)
+        if a != b:
+            out.append(f"profile {key} {a!r} (this run: {b!r})")
+    for key, mine in (("coarse_classes", prep.coarse_classes), ("fine_classes", prep.fine_classes)):
+        if list(payload.get(key) or []) != list(mine):
+            out.append(f"{key} {len(payload.get(key) or [])} classes (this run: {len(mine)}, or another order)")
+    if list((payload.get("vocab") or {}).get("itos") or []) != list(prep.vocab.itos):
+        out.append("caption vocabulary (another data set, split or vocab_min_count)")
+    return out
+
+
+def check_checkpoint(ctx: Context, path: Path, payload: dict[str, Any], stage: str) -> None:
+    """:class:`CheckpointMismatchError` when ``payload`` (read from ``path``) was not trained for this run."""
+    from repro.models.checkpoints import CheckpointMismatchError
+
+    diff = checkpoint_mismatch(ctx, payload)
+    if diff:
+        raise CheckpointMismatchError(
+            f"checkpoint {project_relative(path)} was trained for another run: {'; '.join(diff)}. Its models "
+            f"cannot teach or start this one; run {_train_command(ctx, stage)} for this data and profile, "
+            "or point --results-dir / results_dir at the results whose teachers you mean")
+
+
 def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
-    """Load an earlier stage's model, or say which notebook/command produces it."""
+    """Load an earlier stage's model, or say which notebook/command produces it; a model trained on
+    another split, data set, profile, class list or vocabulary is refused (:func:`check_checkpoint`)."""
     from repro.models.checkpoints import load_checkpoint
 
     ckpt = ctx.checkpoint_path(stage, name)
@@ -180,5 +263,37 @@ def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
             f"{stage} model {name!r} for profile={ctx.profile.name} p={ctx.p} seed={ctx.seed} is missing "
             f"({project_relative(ckpt)}); run {how} first"
         )
-    model, _ = load_checkpoint(ckpt, map_location=ctx.device)
+    model, payload = load_checkpoint(ckpt, map_location=ctx.device)
+    check_checkpoint(ctx, ckpt, payload, stage)
     return model.to(ctx.device)
+
+
+M1_HOW = "notebooks/01_m1_teachers.ipynb (or `python -m repro train --stage m1`)"
+M2_HOW = "notebooks/02_m2_distill.ipynb (or `python -m repro train --stage m2`)"
+
+
+def stage_inputs(ctx: Context, stage: str) -> list[tuple[str, str, str]]:
+    """``(stage, name, how)`` of every checkpoint ``stage`` reads (τ chosen on validation included)."""
+    singles = [("m1", subset_code((t,)), M1_HOW) for t in TASKS]
+    m1_all = [("m1", s, M1_HOW) for s in SUBSETS]
+    needs = {"m1": [], "tau": singles, "ensemble": m1_all, "m2": m1_all,
+             "m3": [("m2", "single", M2_HOW), ("m2", "ensemble", M2_HOW)] + m1_all}
+    if stage not in needs:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {list(needs)}")
+    return list(dict.fromkeys(needs[stage]))
+
+
+def check_stage_inputs(ctx: Context, stage: str) -> None:
+    """Before any training: every checkpoint ``stage`` reads exists, is readable and matches this run."""
+    from repro.models.checkpoints import read_payload
+
+    missing = [(s, n, h) for s, n, h in stage_inputs(ctx, stage) if not ctx.checkpoint_path(s, n).exists()]
+    if missing:
+        s, n, h = missing[0]
+        names = ", ".join(f"{a}-{b}" for a, b, _ in missing)
+        raise MissingStageError(
+            f"{stage} needs {len(missing)} earlier model(s) that are missing for profile={ctx.profile.name} "
+            f"p={ctx.p} seed={ctx.seed} ({names}; looked in {project_relative(ctx.run_artifacts)}); run {h} first")
+    for s, n, _ in stage_inputs(ctx, stage):
+        path = ctx.checkpoint_path(s, n)
+        check_checkpoint(ctx, path, read_payload(path), s)

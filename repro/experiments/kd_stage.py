@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from repro.distill.losses import caption_mask, m2_loss, m3_loss
+from repro.distill.losses import AGGREGATIONS, REDUCTIONS, caption_mask, m2_loss, m3_loss
 from repro.distill.teacher_outputs import cached_greedy_prefix, cached_outputs
 from repro.distill.teachers import TeacherSet
 from repro.engine.stage import Stage, label_tensors, t1_class_weights, weights_record
+from repro.errors import ConfigError
 from repro.experiments.context import Context
 from repro.experiments.m1 import m1_checkpoint
 from repro.names import SUBSETS
@@ -25,9 +26,18 @@ def build_teachers(ctx: Context, members: dict[str, Any], idx: np.ndarray, prefi
     return TeacherSet(np.asarray(idx), outs, prefix, len(ctx.prepared.manifest))
 
 
-def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[str, float], labeled: bool) -> Stage:
-    """M2 (``labeled``: Eq. 2 with α) or M3 (Eq. 3, KD only: never reads a label)."""
+def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[str, float], labeled: bool,
+             kd_reduction: str | None = None, aggregation: str | None = None) -> Stage:
+    """M2 (``labeled``: Eq. 2 with α) or M3 (Eq. 3, KD only: never reads a label).
+
+    ``kd_reduction`` / ``aggregation`` (None: the profile's ``kd_reduction`` / ``ensemble``) select the KL
+    reduction (:data:`REDUCTIONS`) and how several teachers of a task combine (:data:`AGGREGATIONS`)."""
     prof = ctx.profile
+    reduction = prof.kd_reduction if kd_reduction is None else kd_reduction
+    aggregation = prof.ensemble if aggregation is None else aggregation
+    for value, allowed, what in ((reduction, REDUCTIONS, "kd_reduction"), (aggregation, AGGREGATIONS, "ensemble aggregation")):
+        if value not in allowed:
+            raise ConfigError(f"{what}={value!r}: use one of {list(allowed)}")
     labels = label_tensors(ctx.prepared) if labeled else None
     weights = t1_class_weights(ctx.prepared, teachers.idx, prof.class_balance) if labeled else {}
 
@@ -43,13 +53,13 @@ def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[st
     def loss(outputs, batch):
         if labeled:
             return m2_loss(outputs, batch, batch["teacher"], tasks, taus, alpha=prof.alpha,
-                           reduction=prof.kd_reduction, aggregation=prof.ensemble, caption_mask=batch.get("mask"),
+                           reduction=reduction, aggregation=aggregation, caption_mask=batch.get("mask"),
                            class_weights=weights)
-        return m3_loss(outputs, batch["teacher"], tasks, taus, reduction=prof.kd_reduction,
-                       aggregation=prof.ensemble, caption_mask=batch.get("mask"))
+        return m3_loss(outputs, batch["teacher"], tasks, taus, reduction=reduction,
+                       aggregation=aggregation, caption_mask=batch.get("mask"))
 
-    params = {"taus": dict(taus), "alpha": prof.alpha if labeled else None, "kd_reduction": prof.kd_reduction,
-              "aggregation": prof.ensemble,
+    params = {"taus": dict(taus), "alpha": prof.alpha if labeled else None, "kd_reduction": reduction,
+              "aggregation": aggregation,
               "class_weights": weights_record(weights), "teachers": {t: teachers.for_task(t) for t in tasks}}
     # KD per decoding step needs the student forced with the same prefix as the teacher
     return Stage(name, tuple(tasks), make_batch, loss, teacher_forcing=1.0, params=params)

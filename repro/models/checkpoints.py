@@ -18,8 +18,16 @@ from repro.errors import CheckpointError, ConfigError, MissingStageError
 from repro.io import atomic_save
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A readable checkpoint of this project, trained for another run (data set, split, profile, vocabulary)."""
+
+
 def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | None = None) -> Path:
-    """Model config + weights + everything needed to decode its outputs (classes, vocabulary)."""
+    """Model config + weights + everything needed to decode its outputs (classes, vocabulary).
+
+    ``extra`` records the run (stage, p, seed, profile settings, data identity); a later stage
+    compares it with its own (:func:`repro.experiments.context.check_checkpoint`).
+    """
     payload = {
         "model_config": model.config,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -45,13 +53,15 @@ def read_payload(path: str | Path, map_location="cpu") -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - every unreadable file gets one clear message
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        unsafe = "weights_only" in str(e) or "Unsupported global" in str(e)
+        text = str(e).split("WeightsUnpickler error:")[-1]  # torch's own cause, past its generic preamble
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = lines[0] if lines else type(e).__name__
+        unsafe = "global" in str(e).lower()  # "Unsupported global: ..." / "unsupported GLOBAL posix.system ..."
         why = ("it holds Python objects other than tensors and plain containers, which are refused "
                "unexecuted (a checkpoint must be data, not code)") if unsafe else \
               f"it is not a readable PyTorch file, or it is truncated ({type(e).__name__}: {first[:160]})"
         raise CheckpointError(f"cannot load checkpoint {path}: {why}. Use a checkpoint written by this "
-                              "project (runs/<profile>/p<p>/seed<seed>/*.pt)") from None
+                              "project (<results root>/runs/<profile>/<data key>/p<p>/seed<seed>/*.pt)") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(payload).__name__}, not this project's "
                               f"checkpoint dict (keys {list(REQUIRED_KEYS)})")

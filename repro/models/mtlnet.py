@@ -5,6 +5,8 @@
 task (LibMTL style):
 
 * ``coarse`` (T1) and ``fine`` (T2): :class:`MLPHead`, Linear(d, 512)-ReLU-Linear(512, C);
+  with ``subclasses = n > 1`` the T1 head has n sub-logits per class, returned under
+  ``names.SUBCLASS_OUTPUT``, and its class logit is their logsumexp (:func:`class_logits`);
 * ``caption`` (T3): :class:`CaptionDecoder`, a single-layer LSTM (or GRU, as in
   the authors' code), embedding 256, hidden 512, initial state projected from
   the image features, teacher forcing during training, greedy decoding to EOS.
@@ -19,7 +21,15 @@ from torch import nn
 
 from repro.errors import ConfigError
 from repro.models.encoders import build_encoder, parse_trainable, split_encoder, tap_dim
-from repro.names import EOS, PAD, SOS, TASKS
+from repro.names import EOS, PAD, SOS, SUBCLASS_OUTPUT, TASKS
+
+
+def class_logits(sub_logits: torch.Tensor, n: int) -> torch.Tensor:
+    """Class logits ``(B, C)`` of sub-logits ``(B, C·n)`` (class-major: sub-class k of class c at ``c·n + k``):
+    ``z_c = log Σ_k exp(z_{c,k})``, so that ``softmax(z)_c = Σ_k softmax(z_sub)_{c,k}``."""
+    if sub_logits.shape[-1] % int(n):
+        raise ConfigError(f"{sub_logits.shape[-1]} sub-logits do not split into groups of n={n}")
+    return sub_logits.unflatten(-1, (-1, int(n))).logsumexp(-1)
 
 
 class MLPHead(nn.Module):
@@ -161,7 +171,8 @@ class MTLNet(nn.Module):
                  trainable: str | int = "all", pretrained: bool = True, weights_path: str | None = None,
                  decoder: str = "lstm", teacher_forcing: float = 0.5, embed: int = 256, hidden: int = 512,
                  head_hidden: int = 512, dropout: float = 0.1, taps: Iterable[str] | None = None,
-                 neck_hidden: int | None = None, neck_dropout: float = 0.5, input_dropout: float = 0.2):
+                 neck_hidden: int | None = None, neck_dropout: float = 0.5, input_dropout: float = 0.2,
+                 subclasses: int = 1):
         super().__init__()
         tasks = tuple(tasks)
         unknown = [t for t in tasks if t not in TASKS]
@@ -175,6 +186,9 @@ class MTLNet(nn.Module):
         if "caption" in self.tasks and not vocab_size:
             raise ConfigError("task 'caption' needs vocab_size (the caption vocabulary size incl. PAD/SOS/EOS/UNK)")
         trainable = parse_trainable(trainable)
+        self.subclasses = int(subclasses)
+        if self.subclasses < 1 or self.subclasses != subclasses:
+            raise ConfigError(f"subclasses={subclasses!r} must be an integer >= 1 (sub-logits per T1 class)")
 
         spec = build_encoder(encoder, pretrained=pretrained, weights_path=weights_path)
         taps = tuple(taps) if taps else None
@@ -192,7 +206,8 @@ class MTLNet(nn.Module):
         heads: dict[str, nn.Module] = {}
         for t in ("coarse", "fine"):
             if t in self.tasks:
-                heads[t] = MLPHead(d, int(num_classes[t]), head_hidden)
+                k = self.subclasses if t == "coarse" else 1
+                heads[t] = MLPHead(d, int(num_classes[t]) * k, head_hidden)
         if "caption" in self.tasks:
             heads["caption"] = CaptionDecoder(d, int(vocab_size), embed, hidden, decoder, dropout)
         self.heads = nn.ModuleDict(heads)
@@ -205,7 +220,7 @@ class MTLNet(nn.Module):
             "decoder": decoder, "teacher_forcing": float(teacher_forcing), "embed": embed, "hidden": hidden,
             "head_hidden": head_hidden, "dropout": dropout, "encoder_weights": spec.weights,
             "taps": None if taps is None else list(taps), "neck_hidden": neck_hidden,
-            "neck_dropout": neck_dropout, "input_dropout": input_dropout,
+            "neck_dropout": neck_dropout, "input_dropout": input_dropout, "subclasses": self.subclasses,
         }
 
     @classmethod
@@ -226,6 +241,10 @@ class MTLNet(nn.Module):
     @property
     def has_trunk(self) -> bool:
         return len(self.trunk) > 0
+
+    def features(self, x: torch.Tensor, from_trunk: bool = False) -> torch.Tensor:
+        """The shared vector every head reads (trunk, top, neck)."""
+        return self._features(x, from_trunk)
 
     def _features(self, x: torch.Tensor, from_trunk: bool) -> torch.Tensor:
         if not from_trunk:
@@ -255,6 +274,7 @@ class MTLNet(nn.Module):
         """Task outputs: ``coarse``/``fine`` logits ``(B, C)``; ``caption`` logits ``(B, T, V)`` when ``captions`` are given.
 
         ``x`` is a normalised image batch, or with ``from_trunk=True`` the trunk's output for it.
+        A subclass T1 head (``subclasses > 1``) adds its sub-logits ``(B, C·n)`` under ``SUBCLASS_OUTPUT``.
         """
         f = self._features(x, from_trunk)
         out: dict[str, torch.Tensor] = {}
@@ -262,6 +282,9 @@ class MTLNet(nn.Module):
             if t == "caption":
                 if captions is not None:
                     out[t] = head(f, captions, self.teacher_forcing)
+            elif t == "coarse" and self.subclasses > 1:
+                out[SUBCLASS_OUTPUT] = head(f)
+                out[t] = class_logits(out[SUBCLASS_OUTPUT], self.subclasses)
             else:
                 out[t] = head(f)
         return out

@@ -11,11 +11,13 @@
 - :mod:`repro.report.summary`: inventory, what is missing, the headline table;
 - :mod:`repro.report.formatting`: number formatting and LaTeX;
 - :mod:`repro.report.plots`: figures;
-- :mod:`repro.report.export`: HTML (notebook 06), LaTeX tables and figures on disk.
+- :mod:`repro.report.gradcam`: notebook 05's Grad-CAM figures (Fig. 5) with captions;
+- :mod:`repro.report.export`: HTML (notebook 06), LaTeX tables and figures on disk;
+- :mod:`repro.report.check`: the HTML as a reader gets it (no cut table, no absolute path, Chromium).
 """
 
 from repro.report.export import export_report, notebook_to_html, report_figures, report_tables
-from repro.report.formatting import fmt, fmt_claims, to_latex
+from repro.report.formatting import fmt, fmt_claims, setup_display, to_latex
 from repro.report.per_class import best_model, bleu_by_class, error_analysis, headlines, table6, topk_by_class
 from repro.report.plots import (
                                     learning_curves,
@@ -27,13 +29,13 @@ from repro.report.plots import (
                                     setup_plots,
 )
 from repro.report.results import load_results, metric_of, model_label, result_row, results_folder
-from repro.report.summary import headline_markdown, inventory, missing, summary
+from repro.report.summary import by_design, headline_markdown, inventory, missing, summary
 from repro.report.tables import compare_rows, table3, table4, table5
 
 __all__ = [
-    "best_model", "bleu_by_class", "compare_rows", "error_analysis", "export_report", "fmt", "fmt_claims",
+    "best_model", "bleu_by_class", "by_design", "compare_rows", "error_analysis", "export_report", "fmt", "fmt_claims",
     "headline_markdown", "headlines", "inventory", "learning_curves", "load_results", "metric_of", "missing",
     "model_label", "notebook_to_html", "plot_claims", "plot_confusion", "plot_metric_vs_p", "plot_tau",
-    "plot_topk_by_class", "report_figures", "report_tables", "result_row", "results_folder", "setup_plots",
+    "plot_topk_by_class", "report_figures", "report_tables", "result_row", "results_folder", "setup_display", "setup_plots",
     "summary", "table3", "table4", "table5", "table6", "to_latex", "topk_by_class",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from repro.io import atomic_write_text
-from repro.paths import PROJECT_ROOT
+from repro.paths import PROJECT_ROOT, figures_dir as default_figures_dir
 from repro.report.claims import claims_table
 from repro.report.formatting import fmt, fmt_claims, to_latex
 from repro.report.per_class import bleu_by_class, error_analysis, table6, topk_by_class
@@ -16,7 +16,7 @@ from repro.report.plots import plot_claims, plot_confusion, plot_metric_vs_p, pl
 from repro.report.results import load_results, results_folder
 from repro.report.summary import headline_markdown
 from repro.report.tables import table3, table4, table5
-from repro.sweep.kernel import kernel_env
+from repro.sweep.kernel import kernel_env, kernel_transport
 
 
 def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, str]]:
@@ -27,6 +27,7 @@ def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFram
     return {
         "table3": (t3, fmt(t3), "M1 per task subset and p (paper Table 3). Ours: mean $\\pm$ std over seeds (n seeds)."),
         "table4": (t4, fmt(t4), "Temperature study: single-task KD per $\\tau$ and p (paper Table 4); "
+                                "T1 bacc = T1 balanced accuracy (our main T1 metric, no paper value); "
                                 "chosen = seeds whose validation picked this $\\tau$."),
         "table5": (t5, fmt(t5), "M1 baseline, M2, M3, with single teacher or ensemble, and the M1 ensemble "
                                 "as a predictor (paper Table 5)."),
@@ -50,11 +51,16 @@ def report_figures(df: pd.DataFrame, tables: dict | None = None) -> dict[str, An
 
 
 def notebook_to_html(executed: Path, html: Path, title: str) -> Path:
-    """Self-contained HTML of an executed notebook, code and stderr hidden."""
+    """Self-contained HTML of an executed notebook, code and stderr hidden; papermill's metadata (the
+    paths it ran with) and its injected-parameters cell are left out."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(executed), as_version=4)
+    nb.metadata.pop("papermill", None)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        cell.get("metadata", {}).pop("papermill", None)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
             cell["outputs"] = [o for o in cell.get("outputs", [])
@@ -72,16 +78,18 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
     * executes ``notebooks/06_report.ipynb`` (papermill; parameters ``profile``, ``results_dir``)
       into ``<out_dir>/06_report.ipynb`` and converts it to ``<out_dir>/report.html`` (code hidden);
     * writes every table as LaTeX (``<out_dir>/tables/<name>.tex``) and its numbers as CSV;
-    * writes the figures as ``<figures_dir>/<profile>_<name>.png``.
+    * writes the figures as ``<figures_dir>/<profile>_<name>.png``; the report also shows notebook 05's
+      Grad-CAM figures from there (``gradcam_<profile>*.png``).
 
-    ``out_dir`` defaults to ``results/<profile>/report``, ``figures_dir`` to ``figures/``.
+    ``out_dir`` defaults to ``<results folder>/report``, ``figures_dir`` to ``figures`` beside the
+    profile's results folder (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides).
     Returns the paths written.
     """
     import matplotlib.pyplot as plt
 
     folder = results_folder(profile, results_root, results_dir)
     out = Path(out_dir) if out_dir else folder / "report"
-    figs_out = Path(figures_dir) if figures_dir else PROJECT_ROOT / "figures"
+    figs_out = Path(figures_dir) if figures_dir else default_figures_dir(folder.parent)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     figs_out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {"tables": [], "figures": []}
@@ -110,10 +118,11 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
         check_kernel(kernel_name)
         nb_in = PROJECT_ROOT / "notebooks" / "06_report.ipynb"
         executed = out / "06_report.ipynb"
+        params = {"profile": profile, "results_dir": str(folder.resolve()), "figures_dir": str(figs_out.resolve())}
         with kernel_env():
-            papermill.execute_notebook(str(nb_in), str(executed), parameters={"profile": profile, "results_dir": str(folder)},
-                                       cwd=str(nb_in.parent), kernel_name=kernel_name, progress_bar=False,
-                                       log_output=False)
+            papermill.execute_notebook(str(nb_in), str(executed), parameters=params, cwd=str(nb_in.parent),
+                                       kernel_name=kernel_name, progress_bar=False, log_output=False,
+                                       **kernel_transport())
         written["notebook"] = executed
         written["html"] = notebook_to_html(executed, out / "report.html", f"Report — {profile}")
     return written

@@ -36,13 +36,11 @@ def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
         num = (lambda v, d=d: _fmt_count(v, d)) if g in COUNT_GROUPS else (lambda v, d=d: _fmt_num(v, d))
         stats = list(table[g].columns)
         if "mean" in stats and "n" in stats:
-            def ours(r, num=num, d=d, count=g in COUNT_GROUPS):
+            def ours(r, num=num):
                 if not r["n"]:
                     return "–"
                 sd = r["std"] if r["n"] >= 2 and np.isfinite(r["std"]) else None
-                if count and not all(float(v).is_integer() for v in (r["mean"], sd or 0.0) if np.isfinite(v)):
-                    num = lambda v, d=d: _fmt_num(v, d)  # noqa: E731  a non-whole mean or std: both with decimals
-                s = num(r["mean"])
+                s = num(r["mean"])  # a count: "126 ± 21.7", "141.3 ± 41.1", "821 ± 0"
                 if sd is not None:
                     s += f" ± {num(sd)}"
                 return f"{s} ({int(r['n'])})"
@@ -61,8 +59,15 @@ def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
     return res
 
 
-def fmt_claims(claims: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Display form of :func:`repro.claims.claims_table`: signed effect, "[low, high]" intervals."""
+def setup_display() -> None:
+    """Show every row, column and character of a table (pandas would cut long tables with "...")."""
+    for opt in ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.width"):
+        pd.set_option(opt, None)
+
+
+def fmt_claims(claims: pd.DataFrame, digits: int = 3, index: list[str] | None = None) -> pd.DataFrame:
+    """Display form of :func:`repro.claims.claims_table`: signed effect, "[low, high]" intervals; rows
+    labelled by the columns ``index`` (e.g. ``["claim", "task"]``) instead of numbers."""
     if claims is None or claims.empty:
         return claims
 
@@ -72,13 +77,14 @@ def fmt_claims(claims: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     def signed(v):
         return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
 
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "claim": claims["claim"], "task": claims["task"], "comparison": claims["comparison"],
         "p": claims["p"], "pairs": claims["n_pairs"], "effect": claims["effect"].map(signed),
         "95% CI (t)": [ci(a, b) for a, b in zip(claims["ci_low"], claims["ci_high"])],
         "95% CI (bootstrap)": [ci(a, b) for a, b in zip(claims["boot_low"], claims["boot_high"])],
         "verdict": claims["verdict"], "paper effect": claims["paper_effect"].map(signed),
     })
+    return out.set_index(index) if index else out
 
 
 _LATEX_UNICODE = {"τ": r"$\tau$", "−": "$-$", "∈": r"$\in$", "≥": r"$\geq$", "★": r"$\star$", "±": r"$\pm$",

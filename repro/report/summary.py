@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, P_VALUES, SUBSETS
+from repro.profiles import PROFILES
 from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
 from repro.report.formatting import _fmt_num
 from repro.report.per_class import best_model
@@ -39,10 +40,48 @@ def inventory(df: pd.DataFrame) -> pd.DataFrame:
     return inv
 
 
-def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS) -> list[str]:
-    """What this report lacks, as sentences (empty list: everything expected is there).
+def _seeds_text(seeds) -> str:
+    return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
-    Expected: every model of the study at every p and seed present anywhere in the results.
+
+def _gap_text(gaps: dict[int, list[int]], ps: list[int], one_seed: bool) -> str:
+    """Where one model is missing, compactly: "seeds 1, 2, every p", "p = 15, 30", "p=15 seed 1; …"."""
+    where = "every p" if list(gaps) == ps else "p = " + ", ".join(map(str, gaps))
+    seed_sets = {tuple(v) for v in gaps.values()}
+    if one_seed:
+        return where
+    if len(seed_sets) == 1:
+        return f"{_seeds_text(next(iter(seed_sets)))}, {where}"
+    return "; ".join(f"p={p} {_seeds_text(v)}" for p, v in gaps.items())
+
+
+def _names_text(names: list[str], shown: int = 4) -> str:
+    return ", ".join(names) if len(names) <= shown + 1 else f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
+def tau_seed_of(profile: str | None) -> int | None:
+    """The seed whose τ study serves every seed (profile setting ``tau_seed``); None: each seed its own."""
+    prof = PROFILES.get(profile) if isinstance(profile, str) else None
+    return None if prof is None else prof.tau_seed
+
+
+def by_design(df: pd.DataFrame, profile: str | None) -> list[str]:
+    """Results absent on purpose (not listed by :func:`missing`), as sentences."""
+    k = tau_seed_of(profile)
+    others = [] if df is None or df.empty else sorted(set(df["seed"]) - {k})
+    if k is None or not others:
+        return []
+    return [f"The τ study (Table 4) runs for seed {k} only (profile `{profile}`, setting `tau_seed = {k}`): "
+            f"M2 and M3 of {_seeds_text(others)} use the τ that seed {k}'s study chose at each p."]
+
+
+def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS, profile: str | None = None,
+            max_lines: int = 8) -> list[str]:
+    """What this report lacks, as a few short sentences (empty list: everything expected is there).
+
+    Expected: every model of the study at every p and seed present anywhere in the results; the τ
+    study only for the profile's ``tau_seed`` when it has one (:func:`by_design`). The first sentence
+    counts the missing result files; then one line per notebook and gap pattern (at most ``max_lines``).
     """
     skipped = [] if df is None else list(df.attrs.get("skipped", []))
     unread = [f"{len(skipped)} unreadable result file(s) skipped: {', '.join(skipped[:5])}"
@@ -51,20 +90,32 @@ def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS) -> list[str]:
         return unread + ["no result files yet: run the notebooks 01–04 "
                          "(e.g. `python -m repro sweep --profile <profile>`)"]
     ps, seeds = sorted(set(df["p"])), sorted(set(df["seed"]))
+    tau_seed = tau_seed_of(profile)
     expected = [("m1", s) for s in SUBSETS] + [("ensemble", "m1"), ("m2", "single"), ("m2", "ensemble"),
                                                ("m3", "single"), ("m3", "ensemble"),
                                                (BASELINE_STAGE, "majority"), (BASELINE_STAGE, "probe")]
     expected += [("tau", f"{t}-tau{tau:g}") for t in CODES for tau in taus]
     have = set(zip(df["stage"], df["name"], df["p"], df["seed"]))
-    notes = []
-    by_stage: dict[str, list[str]] = {}
+    n_expected = n_missing = 0
+    groups: dict[tuple[str, str], list[str]] = {}
     for stage, name in expected:
-        gaps = [f"p={p}" + ("" if len(seeds) == 1 else f" seed(s) {','.join(str(s) for s in seeds if (stage, name, p, s) not in have)}")
-                for p in ps if any((stage, name, p, s) not in have for s in seeds)]
+        want = [tau_seed] if stage == "tau" and tau_seed is not None else seeds
+        n_expected += len(ps) * len(want)
+        gaps = {p: [s for s in want if (stage, name, p, s) not in have] for p in ps}
+        gaps = {p: v for p, v in gaps.items() if v}
         if gaps:
-            by_stage.setdefault(stage, []).append(f"{stage}-{name} ({'; '.join(gaps)})")
-    for stage, items in by_stage.items():
-        notes.append(f"missing {', '.join(items)}: run notebooks/{NOTEBOOK_OF[stage]}.ipynb")
+            n_missing += sum(map(len, gaps.values()))
+            key = (NOTEBOOK_OF[stage], _gap_text(gaps, ps, len(want) == 1))
+            groups.setdefault(key, []).append(f"{stage}-{name}")
+    notes = []
+    if n_missing:
+        notes.append(f"{n_missing} of {n_expected} expected result files are missing "
+                     f"({len(ps)} p value(s) × {len(seeds)} seed(s)):")
+        lines = [f"{_names_text(names)} ({len(names)} model{'s' if len(names) > 1 else ''}; {where}): "
+                 f"run notebooks/{nb}.ipynb"
+                 for (nb, where), names in groups.items()]
+        notes += lines[:max_lines] + ([f"… and {len(lines) - max_lines} more gap(s) of the same kind"]
+                                      if len(lines) > max_lines else [])
     absent = [p for p in P_VALUES if p not in ps]
     if absent:
         notes.append(f"no runs at p = {', '.join(map(str, absent))} (the paper reports p = 15 … 70)")
@@ -91,7 +142,7 @@ def summary(df: pd.DataFrame, claims: pd.DataFrame | None = None, profile: str |
         "runs": int(0 if df is None else len(df)), "runs_per_stage": counts, "runs_per_stage_and_p": per_p,
         "p_values": [] if df is None or df.empty else sorted(int(p) for p in set(df["p"])),
         "seeds": [] if df is None or df.empty else sorted(int(s) for s in set(df["seed"])),
-        "best_models": best, "missing": missing(df),
+        "best_models": best, "missing": missing(df, profile=profile),
         "claims": claims.to_dict(orient="records"),
     }
 

@@ -102,8 +102,9 @@ def _tau_choices(df: pd.DataFrame) -> pd.DataFrame:
 def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
     """Paper Table 4: single-task KD (M3 stage on the unlabeled set) per τ × p, for each task.
 
-    Extra stat ``chosen``: for how many seeds this τ had the best validation score (how the
-    study picks τ; never on test).
+    Column groups: "T1 bacc" (T1 balanced accuracy, the T1 main metric, no paper value), then T1
+    (accuracy), T2, T3 beside the paper. Extra stat ``chosen``: for how many seeds this τ had the best
+    validation score (how the study picks τ; never on test).
     """
     ps = _ps(df, ps, stage="tau")
     taus = sorted(set(PAPER_TAUS) | (set(df.loc[df["stage"] == "tau", "tau"].dropna().astype(float))
@@ -119,6 +120,9 @@ def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
                 else:
                     sel = df[(df["stage"] == "tau") & (df["tau_task"] == tt) & (df["p"] == p)
                              & np.isclose(df["tau"].astype(float).fillna(-1), tau)]
+                if tt == "T1":
+                    st = _stats(sel[GROUP_COL[BACC]])
+                    row.update({(BACC, "mean"): st["mean"], (BACC, "std"): st["std"], (BACC, "n"): st["n"]})
                 st = _stats(sel[METRIC_COL[tt]])
                 n_chosen = int(((chosen["tau_task"] == tt) & (chosen["p"] == p)
                                 & np.isclose(chosen["tau"].astype(float), tau)).sum()) if not chosen.empty else 0
@@ -126,4 +130,5 @@ def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
                             (tt, "paper"): paper_value("paper_table4", "M3", tt, tt, p, temperature=tau),
                             (tt, "chosen"): n_chosen})
             rows[(tau, p)] = row
-    return _frame(rows, ["τ", "p"], CODES, STATS + ("chosen",))
+    out = _frame(rows, ["τ", "p"], (BACC,) + CODES, STATS + ("chosen",))
+    return out.drop(columns=[(BACC, "paper"), (BACC, "chosen")])

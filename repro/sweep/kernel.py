@@ -43,6 +43,28 @@ def check_kernel(kernel_name: str = DEFAULT_KERNEL) -> str:
         f"--name repro-mtkd`) and pass --kernel repro-mtkd, or run the sweep with that kernel's interpreter.")
 
 
+def kernel_transport() -> dict:
+    """papermill keyword arguments that start the kernel on an encrypted or local channel.
+
+    ipykernel warns "Kernel is running over TCP without encryption" for plain TCP. With CurveZMQ
+    available, jupyter_client's documented setting ``KernelManager.transport_encryption = "auto"``
+    provisions keys for kernels whose spec declares ``curve`` (ipykernel does); without it, a POSIX
+    system uses the ``ipc`` transport (Unix sockets in a private temporary folder).
+    """
+    import tempfile
+
+    import zmq
+    from traitlets.config import Config
+
+    c = Config()
+    if zmq.has("curve"):
+        c.KernelManager.transport_encryption = "auto"
+    elif os.name == "posix" and zmq.has("ipc"):
+        c.KernelManager.transport = "ipc"
+        c.KernelManager.ip = os.path.join(tempfile.mkdtemp(prefix="repro-kernel-"), "kernel")
+    return {"config": c}
+
+
 @contextmanager
 def kernel_env() -> Iterator[None]:
     """Kernels (children) import ``repro`` from this checkout and start quietly."""

@@ -1,4 +1,4 @@
-"""One sweep per results folder: the lock file, and SIGTERM turned into an interrupt so every cleanup runs (docs/design.md §6)."""
+"""One writer (a sweep or ``train``) per results folder: the lock file, and SIGTERM turned into an interrupt so every cleanup runs (docs/design.md §6)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from repro.errors import ReproError
+from repro.io import pid_alive
 
 
 def _now() -> str:
@@ -51,22 +52,15 @@ def _signals_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+_pid_alive = pid_alive
 
 
 @contextmanager
-def _sweep_lock(folder: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """One sweep per results folder; a lock left by a dead process (kill -9) is taken over."""
+def _sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep") -> Iterator[None]:
+    """One sweep or ``train`` per results folder; a lock left by a dead process (kill -9) is taken over."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "command": command}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -78,7 +72,8 @@ def _sweep_lock(folder: Path, log: Callable[[str], None]) -> Iterator[None]:
             pid, host = other.get("pid"), other.get("host")
             if isinstance(pid, int) and (host != me["host"] or _pid_alive(pid)) and pid != me["pid"]:
                 raise SweepLockedError(
-                    f"another sweep (pid {pid} on {host}, started {other.get('started')}) is using {folder}; "
+                    f"another {other.get('command', 'sweep')} (pid {pid} on {host}, started {other.get('started')}) "
+                    f"is using {folder}; "
                     f"wait for it to end, or delete {lock} if that process is gone") from None
             log(f"removing stale sweep lock {lock} (pid {pid} is gone)")
             lock.unlink(missing_ok=True)

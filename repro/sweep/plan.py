@@ -44,6 +44,11 @@ class Run:
         return self.notebook.stem
 
     @property
+    def rank(self) -> float:
+        """Position in a (p, seed)'s run order (:func:`run_rank`): a run depends on the lower-ranked ones."""
+        return run_rank(self.number)
+
+    @property
     def per_run(self) -> bool:
         """Expanded over p x seed (``False``: runs once per profile)."""
         return self.p is not None
@@ -76,6 +81,17 @@ class _Notebook:
     @property
     def per_run(self) -> bool:
         return "p" in self.params
+
+# notebooks that read the τ study, and the ones that produce it (the teachers, then the study)
+TAU_READERS = (2, 3, 4)
+TAU_PRODUCERS = (1, 4)
+TAU_STUDY = 4   # 04_temperature: needs only the teachers (01); M2 and M3 (02, 03) read its τ
+
+
+def run_rank(number: int) -> float:
+    """Where notebook ``number`` runs within one (p, seed): numbered order, except the τ study right
+    after the teachers, so that 02 and 03 find its choice instead of training it themselves."""
+    return TAU_PRODUCERS[0] + 0.5 if number == TAU_STUDY else float(number)
 
 
 def _number(stem: str) -> int | None:
@@ -139,7 +155,7 @@ def _check_ps(ps: Iterable[int]) -> list[int]:
     out = list(dict.fromkeys(int(p) for p in ps))
     bad = [p for p in out if p not in P_VALUES]
     if bad:
-        raise ConfigError(f"p = {bad} is not an allowed training fraction; choose from {list(P_VALUES)}")
+        raise ConfigError(f"p={', '.join(map(str, bad))} is not an allowed labeled fraction; use one of {list(P_VALUES)}")
     return out
 
 
@@ -167,7 +183,8 @@ def plan_sweep(
     ``seeds x ps``; the others run once per profile.  Order: once-notebooks
     numbered before the first per-run notebook (``00_data``), then for each
     seed, for each p, the per-run notebooks in numbered order (a later
-    notebook reads the earlier ones' outputs for the same p and seed), then
+    notebook reads the earlier ones' outputs for the same p and seed; the τ
+    study 04 runs right after the teachers 01, before 02 and 03 that read it), then
     the remaining once-notebooks (``06_report``).  Seeds are the outer loop so
     that a sweep stopped early holds complete p-curves for its first seeds.
 
@@ -182,7 +199,7 @@ def plan_sweep(
     if not names:
         raise ConfigError(f"no numbered notebooks in {notebooks_dir or NOTEBOOKS_DIR}")
     paths = list(dict.fromkeys(resolve_notebook(n, notebooks_dir) for n in names))
-    specs = sorted((_inspect(q) for q in paths), key=lambda s: (s.number, s.stem))
+    specs = sorted((_inspect(q) for q in paths), key=lambda s: (run_rank(s.number), s.stem))
 
     extra = dict(extra_params or {})
     managed = sorted(set(extra) & set(MANAGED_PARAMS))
@@ -229,10 +246,6 @@ def plan_sweep(
     runs += [make(s, None, None) for s in tail]
     return runs
 
-
-# notebooks that read the τ study, and the ones that produce it (the teachers, then the study)
-TAU_READERS = (2, 3, 4)
-TAU_PRODUCERS = (1, 4)
 
 
 def _tau_seed_dependencies(profile: str, per: list[_Notebook], ps: list[int], seeds: list[int],

@@ -172,22 +172,37 @@ class _MemorySampler:
 
 
 class _SweepRecord:
-    """``sweep.json``: one segment per invocation plus a merged per-run view; rewritten atomically."""
+    """``sweep.json``: one segment per invocation plus a merged per-run view; rewritten atomically.
+
+    The file is read and written only once a run of this segment has started: a sweep that
+    skips every run (all results exist) leaves an existing record untouched.
+    """
 
     def __init__(self, path: Path, segment: dict[str, Any], log: Callable[[str], None]):
         self.path = path
-        self.doc: dict[str, Any] = {"profile": segment["profile"], "segments": []}
+        self.segment = segment
+        self.log = log
+        self.doc: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether a run of this segment has started (only then is the record written)."""
+        return any(r.get("status") not in ("pending", "skipped", "not run") for r in self.segment["runs"])
+
+    def _load(self) -> dict[str, Any]:
+        path, segment = self.path, self.segment
+        doc: dict[str, Any] = {"profile": segment["profile"], "segments": []}
         if path.exists():
             try:
                 old = read_json(path)
                 if not isinstance(old, dict) or not isinstance(old.get("segments"), list):
                     raise ValueError("not a sweep record")
-                self.doc = old
+                doc = old
             except (OSError, ValueError) as exc:
                 aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
                 os.replace(path, aside)
-                log(f"warning: {path} was unreadable ({exc}); moved it to {aside.name} and started a new record")
-        for seg in self.doc["segments"]:
+                self.log(f"warning: {path} was unreadable ({exc}); moved it to {aside.name} and started a new record")
+        for seg in doc["segments"]:
             if seg.get("status") == "running" and not (seg.get("host") == segment["host"] and _pid_alive(seg.get("pid", -1))):
                 seg["status"] = "killed"
                 for r in seg.get("runs", []):
@@ -195,11 +210,15 @@ class _SweepRecord:
                         r["status"] = "killed"
                 seg["counts"] = {k: v for k, v in seg.get("counts", {}).items() if k != "running"}
                 seg["counts"]["killed"] = sum(r.get("status") == "killed" for r in seg.get("runs", []))
-        self.segment = segment
-        self.doc["segments"].append(segment)
-        self.save()
+        doc["segments"].append(segment)
+        return doc
 
     def save(self) -> None:
+        """Rewrite the record with this segment's current state (nothing while no run has started)."""
+        if not self.active:
+            return
+        if self.doc is None:
+            self.doc = self._load()
         segs = self.doc["segments"]
         merged: dict[str, dict[str, Any]] = {}
         for i, seg in enumerate(segs):

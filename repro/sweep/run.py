@@ -14,11 +14,16 @@ it last) and is run again.  Executed notebooks are written under a temporary
 name and renamed when the run ends, so a half-executed notebook never sits at
 the final path; they live in ``<results_dir>/executed/`` (git-ignored).
 
-Each sweep appends one *segment* to ``<results_dir>/sweep.json`` (atomic
-rewrites after every run) with the runs' status and wall time, peak memory,
-git commit and timestamps; a resumed sweep adds a segment, so the file keeps
-the whole history.  One sweep at a time may use a results folder (lock file
+Each sweep that starts a run appends one *segment* to ``<results_dir>/sweep.json``,
+beside the results it produces (atomic rewrites after every run), with the runs'
+status and wall time, peak memory, git commit and timestamps; a resumed sweep adds
+a segment, so the file keeps the whole history, and a sweep that skips every run
+leaves the file as it was.  One sweep at a time may use a results folder (lock file
 ``.sweep.lock``, a stale lock of a dead process is taken over).
+
+While a notebook runs, its printed output (training progress, one line per epoch,
+and warnings) is streamed line by line, prefixed with the run's name, to the sweep's
+log (:class:`_LineStream`); the sweep's own progress bar shows only on a terminal.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import os
 import socket
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from repro.progress import PROGRESS_ENV
 from repro.errors import ConfigError
 from repro.io import read_json
 from repro.names import SWEEP_FILE
@@ -57,15 +64,67 @@ def _clean_partials(folder: Path) -> None:
             q.unlink(missing_ok=True)
 
 
-def _execute(run: Run, kernel_name: str) -> None:
+class _LineStream:
+    """A file-like sink for a kernel's stdout/stderr: each line goes to ``emit``, prefixed.
+
+    A line ended by a carriage return is a progress bar redrawing itself: of those, one
+    every ``redraw_s`` seconds is shown (the first at once), so that a long step stays
+    visible in a log without a line per redraw.
+    """
+
+    def __init__(self, emit: Callable[[str], None], prefix: str, redraw_s: float = 30.0):
+        self.emit, self.prefix, self.redraw_s = emit, prefix, redraw_s
+        self.buf, self.shown = "", -float("inf")
+
+    def _line(self, line: str) -> None:
+        if line.strip():
+            self.emit(f"{self.prefix}{line.rstrip()}")
+
+    def write(self, text: str) -> int:
+        self.buf += text.replace("\r\n", "\n")
+        while True:
+            cut = min((i for i in (self.buf.find("\n"), self.buf.find("\r")) if i >= 0), default=-1)
+            if cut < 0:
+                return len(text)
+            line, end, self.buf = self.buf[:cut], self.buf[cut], self.buf[cut + 1:]
+            if end == "\n":
+                self._line(line)
+            elif line.strip() and time.monotonic() - self.shown >= self.redraw_s:
+                self.shown = time.monotonic()
+                self._line(line)
+
+    def flush(self) -> None:
+        self._line(self.buf)
+        self.buf = ""
+
+
+@contextmanager
+def _progress_as_lines() -> Iterator[None]:
+    """Kernels started inside print training progress as plain lines (:mod:`repro.progress`)."""
+    saved = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "lines"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = saved
+
+
+def _execute(run: Run, kernel_name: str, emit: Callable[[str], None]) -> None:
     import papermill
 
     run.executed.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(run.notebook), str(run.partial), parameters=run.parameters, cwd=str(run.notebook.parent),
-        kernel_name=kernel_name, progress_bar=False, log_output=False,
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-run transport warnings in sweep logs
-    )
+    out = _LineStream(emit, f"    {run.name} | ")
+    try:
+        papermill.execute_notebook(
+            str(run.notebook), str(run.partial), parameters=run.parameters, cwd=str(run.notebook.parent),
+            kernel_name=kernel_name, progress_bar=False, log_output=False, stdout_file=out, stderr_file=out,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-run transport warnings in sweep logs
+        )
+    finally:
+        out.flush()
 
 
 def run_sweep(
@@ -76,14 +135,14 @@ def run_sweep(
     kernel_name: str | None = None,
     command: str = "sweep",
 ) -> SweepReport:
-    """Execute ``runs`` in order with papermill; resumable; records ``sweep.json``.
+    """Execute ``runs`` in order with papermill; resumable; records ``sweep.json`` once a run starts.
 
     * A run whose result JSON exists is skipped (unless ``force``).
     * A failing run keeps its executed notebook (with the error in it) and is
       reported with the error's last line; the sweep goes on, but later runs of
-      the same (p, seed) with a higher notebook number are skipped ("depends on
+      the same (p, seed) that run after it (:attr:`Run.rank`) are skipped ("depends on
       failed <stem>"), and a failed once-notebook (``00_data``) blocks every
-      later-numbered run.  ``stop_on_error`` stops at the first failure.
+      later run.  ``stop_on_error`` stops at the first failure.
     * A run that ends without writing its result JSON counts as failed.
     * Ctrl-C or SIGTERM: the kernel is shut down, the half-executed notebook is
       removed, ``sweep.json`` records the segment as interrupted, and the
@@ -123,7 +182,8 @@ def run_sweep(
             "counts": {}, "runs": [o.to_dict() for o in outcomes],
         }
         record = _SweepRecord(folder / SWEEP_FILE, segment, emit)
-        bar = tqdm(total=len(runs), unit="run", desc=f"sweep {runs[0].profile}", dynamic_ncols=True)
+        # the bar only on a terminal (disable=None): a log gets the plain "[i/n] run: ..." lines
+        bar = tqdm(total=len(runs), unit="run", desc=f"sweep {runs[0].profile}", dynamic_ncols=True, disable=None)
         current: dict[str, Any] = {"name": "", "t": 0.0, "shown": 0.0}
         live = sys.stderr.isatty()
 
@@ -134,7 +194,7 @@ def run_sweep(
                 bar.set_postfix_str(f"{current['name']} {now - current['t']:.0f}s {mb:.0f}MiB", refresh=live)
 
         sampler = _MemorySampler(on_sample=on_sample).start()
-        failed_at: dict[tuple[int, int] | None, tuple[int, str]] = {}
+        failed_at: dict[tuple[int, int] | None, tuple[float, str]] = {}
         interrupted: BaseException | None = None
 
         def save(i: int) -> None:
@@ -146,7 +206,7 @@ def run_sweep(
             record.save()
 
         try:
-            with kernel_env(), _signals_as_interrupt():
+            with kernel_env(), _progress_as_lines(), _signals_as_interrupt():
                 for i, (run, out) in enumerate(zip(runs, outcomes)):
                     bar.set_postfix_str(run.name)
                     blocker = _blocker(run, failed_at)
@@ -160,7 +220,7 @@ def run_sweep(
                         _run_one(run, out, kernel, sampler, current, emit, i, len(runs), segment, save)
                         if out.status == "failed":
                             key = (run.p, run.seed) if run.per_run else None
-                            failed_at[key] = min(failed_at.get(key, (run.number, run.stem)), (run.number, run.stem))
+                            failed_at[key] = min(failed_at.get(key, (run.rank, run.stem)), (run.rank, run.stem))
                     if out.status in ("skipped", "not run"):
                         emit(f"[{i + 1}/{len(runs)}] {run.name}: {out.label}")
                     save(i)
@@ -186,7 +246,7 @@ def run_sweep(
             save(len(outcomes) - 1)
 
     report = SweepReport(outcomes, segment["wall_s"], segment["peak_memory_mb"], interrupted is not None,
-                         folder / SWEEP_FILE)
+                         record.path if record.active else None)
     emit(report.summary())
     if interrupted is not None:
         emit("sweep interrupted: completed runs keep their results; run the same command again to resume")
@@ -194,11 +254,11 @@ def run_sweep(
     return report
 
 
-def _blocker(run: Run, failed_at: dict[tuple[int, int] | None, tuple[int, str]]) -> str | None:
+def _blocker(run: Run, failed_at: dict[tuple[int, int] | None, tuple[float, str]]) -> str | None:
     """Stem of a failed earlier run this run depends on (same p and seed, or a failed once-notebook)."""
     hits = [failed_at.get(None)] + ([failed_at.get((run.p, run.seed))] if run.per_run else [])
     for hit in hits:
-        if hit and hit[0] < run.number:
+        if hit and hit[0] < run.rank:
             return hit[1]
     return None
 
@@ -211,13 +271,14 @@ def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: _MemorySampler, cu
     out.status, out.started = "running", _now()
     current.update(name=run.name, t=time.monotonic())
     save(i)
+    emit(f"[{i + 1}/{n}] {run.name}: running")
     sampler.start_run()
     t = time.monotonic()
     partial = run.partial
     for stale in run.executed.parent.glob(f".{run.executed.stem}.*.partial.ipynb"):
         stale.unlink(missing_ok=True)
     try:
-        _execute(run, kernel)
+        _execute(run, kernel, emit)
     except PapermillExecutionError as exc:
         out.status, out.error = "failed", _error_line(exc)
     except KeyboardInterrupt:

@@ -1,0 +1,127 @@
+"""The report's HTML as a student reads it: built from a small synthetic results folder (as in
+test_report.py), checked for cut tables, absolute paths and figures, and rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from repro.io import write_json
+from repro.paths import PROJECT_ROOT
+from repro.report import export_report, load_results
+from repro.report.check import find_chromium, html_problems, main, render_problems
+from repro.report.claims import claims_table
+from test_report import make_results
+
+PROFILE = "synthetic"
+NO_CHROMIUM = "Chromium is not installed (Debian: `apt-get install chromium`; or set $CHROMIUM)"
+
+
+def _gradcam_png(path) -> None:
+    """A stand-in for notebook 05's T1 Grad-CAM figure (a real PNG, small)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.imshow(np.random.default_rng(0).random((16, 16)), cmap="jet")
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The report of a synthetic results root ``R``: results in ``R/synthetic``, figures left to their
+    default (``R/figures``), where notebook 05's Grad-CAM figure of T1 already lies."""
+    root = tmp_path_factory.mktemp("results_root")
+    make_results(root / PROFILE)
+    write_json(root / PROFILE / "05_gradcam.json", {"notebook": "05_gradcam", "cam_seed": 0, "ps_shown": [15, 70],
+                                                   "target_layer": "block4", "map_size": [3, 3], "image_size": 96})
+    _gradcam_png(root / "figures" / f"gradcam_{PROFILE}.png")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("REPRO_FIGURES", raising=False)
+        mp.delenv("REPRO_RESULTS", raising=False)
+        written = export_report(PROFILE, results_root=root)
+    html = written["html"]
+    return {"root": root, "written": written, "html": html, "text": html.read_text(encoding="utf-8")}
+
+
+def _plain(text: str) -> str:
+    """The page without inline image data."""
+    return re.sub(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]*", "data:", text)
+
+
+def test_figures_go_beside_the_results(built):
+    root = built["root"]
+    assert built["html"] == root / PROFILE / "report" / "report.html"
+    assert {p.parent for p in built["written"]["figures"]} == {root / "figures"}
+    assert (root / "figures" / f"{PROFILE}_metric_vs_p.png").stat().st_size > 1000
+
+
+def test_no_cut_table_and_no_absolute_path(built):
+    plain = _plain(built["text"])
+    assert not re.search(r"\d+ rows [x×] \d+ columns", plain)
+    assert "<td>...</td>" not in plain and "<td>…</td>" not in plain
+    for prefix in (str(PROJECT_ROOT), "/root", "/work", str(built["root"])):  # as an absolute path
+        assert not re.search(r"(?<![\w.~-])" + re.escape(prefix), plain), prefix
+    # both claims tables are there in full: one verdict cell per row of claims_table(per_p=True)
+    df = load_results(PROFILE, results_root=built["root"])
+    n_rows = len(claims_table(df, per_p=True))
+    assert n_rows > 60
+    assert len(re.findall(r"<td>(inconclusive|supported|not supported)</td>", plain)) == n_rows
+    assert html_problems(built["html"], min_images=6) == []
+
+
+def test_every_image_is_present_and_decodes(built):
+    srcs = re.findall(r'<img[^>]*src="([^"]*)"', built["text"])
+    assert len(srcs) == 5 + 1  # the report's five figures and the Grad-CAM figure
+    assert all(re.fullmatch(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]{1000,}", s) for s in srcs)
+
+
+def test_gradcam_is_in_the_report_with_a_caption(built):
+    text = built["text"]
+    assert "Grad-CAM of the T1 head" in text and "at p = 15, 70" in text and "block4 (3×3 at 96 px)" in text
+    assert "gradcam_synthetic_T2.png, gradcam_synthetic_T3.png" in text  # the absent ones are named
+    assert "run notebooks/05_gradcam.ipynb" in text
+
+
+def test_missing_section_is_short(built):
+    plain = re.sub(r"<[^>]+>", " ", _plain(built["text"]))
+    start = plain.index("Missing:")
+    section = plain[start:plain.index("Headline:", start)]
+    assert "8 of 104 expected result files are missing" in section  # the synthetic folder has no baselines
+    assert len(section) < 800
+
+
+def test_check_finds_each_kind_of_problem(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text(f"<html><body><p>wrote {PROJECT_ROOT}/results/x.json</p><p>/root/.cache</p>"
+                   "<table><tr><td>...</td></tr></table><p>90 rows × 10 columns</p>"
+                   '<img src="data:image/png;base64,"><img src="missing.png"></body></html>', encoding="utf-8")
+    problems = html_problems(bad)
+    assert "truncated table: '90 rows × 10 columns'" in problems
+    assert "truncated table: 1 cell(s) read '...'" in problems
+    assert any(p.startswith(f"absolute path: '{PROJECT_ROOT}/results/x.json") for p in problems)
+    assert "absolute path: '/root/.cache'" in problems
+    assert "image 1: its data is not a PNG (0 bytes)" in problems
+    assert "image 2: missing.png is missing or empty" in problems
+    assert main([str(bad), "--no-browser"]) == 1
+
+
+def test_check_command_passes_the_built_report(built, capsys):
+    assert main([str(built["html"]), "--no-browser"]) == 0
+    assert "ok (no cut table, no absolute path, every image decodes)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)
+def test_chromium_renders_the_report(built, tmp_path):
+    png = tmp_path / "report.png"
+    assert render_problems(built["html"], png) == []
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.width == 1400 and im.height > 5000
