@@ -187,6 +187,8 @@ view_savings.figure
 # the per-image split of section 6.
 
 # %%
+from IPython.display import display
+
 from repro.experiments.ablations.authors import run_authors_choices
 from repro.report.ablation_effects import AUTHORS_PS, authors_choices_report, run_effects
 
@@ -194,13 +196,14 @@ if p in AUTHORS_PS:
     abl_authors = run_authors_choices(ctx)
 else:
     abl_authors = {"item": "authors", "p": p, "seed": seed, "skipped": f"runs at p in {list(AUTHORS_PS)} only"}
-run_effects(abl_authors)
+display(run_effects(abl_authors))  # this (p, seed): choice − default, epochs tested, params changed
 
 # %%
-authors_report = authors_choices_report(ctx.results_dir)
+authors_report = authors_choices_report(ctx.results_dir)  # pooled over p = 15, 70 and the seeds run so far
+abl_authors["findings"] = authors_report["findings"]
+display(authors_report["table"])
 for sentence in authors_report["findings"].values():
     print(sentence)
-authors_report["table"]
 
 # %%
 authors_report["figure"]

@@ -158,8 +158,8 @@ def test_bad_transfer_init_and_too_small_image_split_are_clear_errors(smoke_ctx)
 
     with pytest.raises(ConfigError, match=r"transfer init 'scratch' is not one of \['imagenet', 'random'\]"):
         transfer_context(smoke_ctx, "scratch")
-    tiny = _manifest(n_patients=2).assign(split="train", p_min=15)
-    with pytest.raises(DataError, match="4 images are too few for a test/val/train split"):
+    tiny = _manifest(n_patients=1).assign(split="train", p_min=15)
+    with pytest.raises(DataError, match="2 images are too few for a test/val/train split"):
         image_level_split(tiny, seed=0)
     with pytest.raises(DataError, match="lists image '0_left.jpg' twice"):
         image_level_split(pd.concat([tiny, tiny.iloc[:1]]), seed=0)

@@ -105,6 +105,19 @@ def test_each_toggle_changes_only_its_own_parameter(smoke_teachers, smoke_ctx, t
             taus = dict(zip(TASKS, map(float, AUTHORS_TAUS[15]))) if key == "tau_authors" else {t: 1.0 for t in TASKS}
             assert params["taus"] == taus
             assert res["tested_epoch"] == (len(res["history"]) if key == "last_epoch" else res["best_epoch"])
+    # a second call loads what fits and retrains what does not (here: a stored M2 with other options, and
+    # the M3 that started from it)
+    paths = {m: ctx.result_path(ABLATION_STAGE, authors_name(m, "kd_mean")) for m in ("m2", "m3")}
+    before = {m: p.stat().st_mtime_ns for m, p in paths.items()}
+    run_authors_choices(ctx, toggles=("kd_mean",), taus=1.0, progress=False)
+    assert {m: p.stat().st_mtime_ns for m, p in paths.items()} == before
+    stale = json.loads(paths["m2"].read_text())
+    stale["params"]["kd_reduction"] = "batchmean"
+    paths["m2"].write_text(json.dumps(stale))
+    again = run_authors_choices(ctx, toggles=("kd_mean",), taus=1.0, progress=False)
+    assert json.loads(paths["m2"].read_text())["params"]["kd_reduction"] == "mean"
+    assert all(paths[m].stat().st_mtime_ns > before[m] for m in paths)
+    assert again["toggles"]["kd_mean"]["m3"]["changed"] == ["kd_reduction"]
     with pytest.raises(ConfigError, match="kd_reduction='sum'"):
         run_m2(ctx, taus=1.0, kd_reduction="sum", progress=False, stage_name=ABLATION_STAGE, name="bad")
     assert not ctx.result_path(ABLATION_STAGE, "bad").exists()

@@ -110,7 +110,8 @@ def test_manifest_csv_layout(tiny_odir, tmp_path):
     assert len(ds.manifest) == len(odir)
     assert ds.manifest["path"].iloc[0] == str(folder / "img" / odir["image"].iloc[0])
     prep = prepare_data(folder, profile="smoke", split_directory=tmp_path / "splits", with_images=False)
-    assert prep.layout == "manifest" and prep.split_file.name == "mydata_seed0_n240.csv"
+    assert prep.layout == "manifest" and prep.split_file.name == f"{prep.data_identity}_seed0_n240.csv"
+    assert prep.data_identity.startswith(f"mydata-n{len(odir)}-")  # named by content, not only the folder
     assert set(prep.coarse_classes) == set(odir["coarse"])
 
     pd.DataFrame(rows).drop(columns=["fine"]).to_csv(folder / "manifest.csv", index=False)

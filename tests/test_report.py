@@ -324,19 +324,52 @@ def test_full_tables_are_not_truncated(df):
     assert "rows ×" not in html and "<td>...</td>" not in html and html.count("<tr>") > len(claims)
 
 
-def test_report_kernel_starts_without_the_tcp_warning(tmp_path, capfd):
-    """The report's kernel runs on an encrypted (CurveZMQ) or ipc channel: ipykernel prints no
-    "running over TCP without encryption" warning."""
+@pytest.mark.parametrize("channel", ["curve", "ipc"])
+def test_report_kernel_starts_without_the_tcp_warning(channel, tmp_path, capfd, monkeypatch):
+    """The report's kernel runs on an encrypted (CurveZMQ) channel, or on ipc where pyzmq lacks CurveZMQ:
+    ipykernel prints no "running over TCP without encryption" warning."""
+    import glob
+    import os
+    import tempfile
+
     import nbformat
     import papermill
+    import zmq
 
     from repro.sweep.kernel import DEFAULT_KERNEL, kernel_transport
+
+    if channel == "ipc":
+        real_has = zmq.has
+        monkeypatch.setattr(zmq, "has", lambda feature: feature != "curve" and real_has(feature))
+    opts = kernel_transport()
+    km = opts["config"].KernelManager
+    assert (km.get("transport_encryption"), km.get("transport", "tcp")) == (
+        ("auto", "tcp") if channel == "curve" else (None, "ipc"))
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
     nbformat.write(nb, str(tmp_path / "t.ipynb"))
     out = papermill.execute_notebook(str(tmp_path / "t.ipynb"), str(tmp_path / "o.ipynb"), kernel_name=DEFAULT_KERNEL,
-                                     progress_bar=False, **kernel_transport())
+                                     progress_bar=False, **opts)
     assert out.cells[0].outputs[0]["text"].strip() == "42"
     err = capfd.readouterr().err
     assert "without encryption" not in err
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), f"repro-kernel-{os.getpid()}-*"))  # ipc sockets removed
+
+
+def test_missing_names_unreadable_files_without_absolute_paths(results_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "synthetic"
+    shutil.copytree(results_folder, folder)
+    (folder / "p15" / "seed0" / "m2-single.json").write_text("{not json", encoding="utf-8")
+    with pytest.warns(UserWarning, match="skipping unreadable result"):
+        df = report.load_results("synthetic", results_dir=folder)
+    import os
+
+    from repro.paths import PROJECT_ROOT
+
+    note = report.missing(df)[0]
+    bad = folder / "p15" / "seed0" / "m2-single.json"
+    assert note == f"1 unreadable result file(s) skipped: {os.path.relpath(bad.resolve(), PROJECT_ROOT)}"
+    assert not note.split(": ", 1)[1].startswith("/")

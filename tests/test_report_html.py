@@ -125,3 +125,14 @@ def test_chromium_renders_the_report(built, tmp_path):
 
     with Image.open(png) as im:
         assert im.width == 1400 and im.height > 5000
+
+
+def test_check_without_chromium_or_report_is_one_clear_error(built, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHROMIUM", str(tmp_path / "no-such-browser"))
+    assert find_chromium() is None
+    assert main([str(built["html"])]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: no Chromium to render the report with: install it (Debian/Ubuntu: `apt-get install chromium`) "
+        "or set $CHROMIUM to a Chromium or Chrome executable")
+    assert main([str(tmp_path / "report.html")]) == 2
+    assert "report.html: no such report; build it with `make report`" in capsys.readouterr().err

@@ -72,7 +72,7 @@ def test_plan_order_expansion_and_parameters(tmp_path):
     assert fake.executed == rdir / "executed" / "01_fake" / "p30-seed0.ipynb"
     assert "fail_p" not in runs[2].parameters  # only declared parameters are passed
     assert plan_sweep(["1"], "smoke", [15], [0], notebooks_dir=FIX)[0].result == \
-        results_dir("smoke") / "p15" / "seed0" / "01_fake.json"  # default root: the project's results/
+        results_dir("smoke") / "p15" / "seed0" / "01_fake.json"  # default root: $REPRO_RESULTS or out/
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -268,12 +268,12 @@ def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
     return model.to(ctx.device)
 
 
-M1_HOW = "notebooks/01_m1_teachers.ipynb (or `python -m repro train --stage m1`)"
-M2_HOW = "notebooks/02_m2_distill.ipynb (or `python -m repro train --stage m2`)"
+M1_HOW = "notebooks/01_m1_teachers.ipynb"
+M2_HOW = "notebooks/02_m2_distill.ipynb"
 
 
 def stage_inputs(ctx: Context, stage: str) -> list[tuple[str, str, str]]:
-    """``(stage, name, how)`` of every checkpoint ``stage`` reads (τ chosen on validation included)."""
+    """``(stage, name, notebook)`` of every checkpoint ``stage`` reads (τ chosen on validation included)."""
     singles = [("m1", subset_code((t,)), M1_HOW) for t in TASKS]
     m1_all = [("m1", s, M1_HOW) for s in SUBSETS]
     needs = {"m1": [], "tau": singles, "ensemble": m1_all, "m2": m1_all,
@@ -293,7 +293,8 @@ def check_stage_inputs(ctx: Context, stage: str) -> None:
         names = ", ".join(f"{a}-{b}" for a, b, _ in missing)
         raise MissingStageError(
             f"{stage} needs {len(missing)} earlier model(s) that are missing for profile={ctx.profile.name} "
-            f"p={ctx.p} seed={ctx.seed} ({names}; looked in {project_relative(ctx.run_artifacts)}); run {h} first")
+            f"p={ctx.p} seed={ctx.seed} ({names}; looked in {project_relative(ctx.run_artifacts)}); run {h} "
+            f"(or {_train_command(ctx, s)}) first")
     for s, n, _ in stage_inputs(ctx, stage):
         path = ctx.checkpoint_path(s, n)
         check_checkpoint(ctx, path, read_payload(path), s)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from repro.experiments.ablations.authors import KINDS, MODELS, TOGGLES, authors_name, default_variant, param_changes
+from repro.experiments.ablations.leakage import leakage_name
 from repro.io import read_json
 from repro.names import ABLATION_STAGE, CLAIM_NAME, CODES, result_file
 from repro.report.claims import model_scores, paired_differences, verdict
@@ -28,8 +29,7 @@ from repro.report.results import result_row
 AUTHORS_PS = (15, 70)
 SPLIT_CHOICE = "per_image_split"
 SPLIT_LABEL = "per-image split (vs per-patient; M1, each on its own test set)"
-LEAKAGE_FILES = {"image": result_file(ABLATION_STAGE, "leakage-image"),
-                 "patient": result_file(ABLATION_STAGE, "leakage-patient")}
+LEAKAGE_FILES = {unit: result_file(ABLATION_STAGE, leakage_name(unit)) for unit in ("image", "patient")}
 STAGE = "authors"   # the ``stage`` of the frame's rows (its ``name`` is "<model>-<choice or default>")
 CHOICES = tuple(TOGGLES) + (SPLIT_CHOICE,)
 LABELS = {**{k: t.label for k, t in TOGGLES.items()}, SPLIT_CHOICE: SPLIT_LABEL}

@@ -130,12 +130,14 @@ def compression_view(results_dir) -> AblationView:
     metrics = _model_rows(df, COMPRESSION_MODELS, list(METRICS))
     costs = _costs(results_dir)
     table = metrics.merge(costs, left_on="model", right_index=True, how="left") if not metrics.empty else metrics
-    kd = paired_effect(_scores(df, ABLATION_STAGE, STUDENT_KD, "T1_bacc"), _scores(df, ABLATION_STAGE, STUDENT_NOKD, "T1_bacc"))
-    gap = paired_effect(_scores(df, ABLATION_STAGE, STUDENT_KD, "T1_bacc"), _scores(df, "m1", MAIN, "T1_bacc"))
+    student = _scores(df, ABLATION_STAGE, STUDENT_KD, "T1_bacc")
+    kd = paired_effect(student, _scores(df, ABLATION_STAGE, STUDENT_NOKD, "T1_bacc"))
+    gap = paired_effect(student, _scores(df, "m1", MAIN, "T1_bacc"))
     ratio = float("nan")
     if not costs.empty and {"teacher M1 (T1+T2+T3)", "student, KD"} <= set(costs.index):
         ratio = costs.loc["student, KD", "params trainable"] / costs.loc["teacher M1 (T1+T2+T3)", "params trainable"]
-    size = f"with {ratio:.1%} of the teacher's trainable parameters" if np.isfinite(ratio) else "(cost not measured yet)"
+    size = (f"with {ratio:.1%} of the teacher's trainable parameters" if np.isfinite(ratio)
+            else "(cost not measured yet)")
     finding = (f"The small student {size}: KD minus no KD on T1 balanced accuracy {fmt_effect(kd)}; "
                f"student with KD minus teacher {fmt_effect(gap)}.")
     return AblationView(table, finding, None, {"kd_vs_nokd": kd, "student_vs_teacher": gap, "trainable_ratio": ratio})

@@ -39,7 +39,8 @@ def _setting(info: dict) -> str:
     return "; ".join(parts)
 
 
-def gradcam_figures(profile: str, figures_dir: Path, results_folder: Path | None = None) -> tuple[list[CamFigure], list[str]]:
+def gradcam_figures(profile: str, figures_dir: Path,
+                    results_folder: Path | None = None) -> tuple[list[CamFigure], list[str]]:
     """The Grad-CAM figures present for ``profile`` (T1 first) and notes on those absent.
 
     Captions use ``<results_folder>/05_gradcam.json`` (p values, seed, layer) when it exists.

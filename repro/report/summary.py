@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, P_VALUES, SUBSETS
+from repro.paths import project_relative
 from repro.profiles import PROFILES
 from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
 from repro.report.formatting import _fmt_num
@@ -83,7 +84,7 @@ def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS, profile: str |
     study only for the profile's ``tau_seed`` when it has one (:func:`by_design`). The first sentence
     counts the missing result files; then one line per notebook and gap pattern (at most ``max_lines``).
     """
-    skipped = [] if df is None else list(df.attrs.get("skipped", []))
+    skipped = [] if df is None else [project_relative(p, siblings=True) for p in df.attrs.get("skipped", [])]
     unread = [f"{len(skipped)} unreadable result file(s) skipped: {', '.join(skipped[:5])}"
               + (" …" if len(skipped) > 5 else "")] if skipped else []
     if df is None or df.empty:

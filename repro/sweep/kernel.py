@@ -49,7 +49,8 @@ def kernel_transport() -> dict:
     ipykernel warns "Kernel is running over TCP without encryption" for plain TCP. With CurveZMQ
     available, jupyter_client's documented setting ``KernelManager.transport_encryption = "auto"``
     provisions keys for kernels whose spec declares ``curve`` (ipykernel does); without it, a POSIX
-    system uses the ``ipc`` transport (Unix sockets in a private temporary folder).
+    system uses the ``ipc`` transport (Unix sockets ``<tmp>/repro-kernel-<pid>-<n>``, removed by
+    jupyter_client at shutdown).
     """
     import tempfile
 
@@ -61,7 +62,7 @@ def kernel_transport() -> dict:
         c.KernelManager.transport_encryption = "auto"
     elif os.name == "posix" and zmq.has("ipc"):
         c.KernelManager.transport = "ipc"
-        c.KernelManager.ip = os.path.join(tempfile.mkdtemp(prefix="repro-kernel-"), "kernel")
+        c.KernelManager.ip = os.path.join(tempfile.gettempdir(), f"repro-kernel-{os.getpid()}")
     return {"config": c}
 
 

@@ -102,17 +102,20 @@ def count_flops(model, x: torch.Tensor, from_trunk: bool, steps: int) -> int:
 
 
 @torch.inference_mode()
-def median_latency_ms(model, x: torch.Tensor, from_trunk: bool, steps: int, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of :func:`infer` over ``repeats`` runs, in ms per image of the batch ``x``."""
+def median_latency_ms(model, x: torch.Tensor, from_trunk: bool, steps: int, repeats: int = 20,
+                      budget_s: float = 1.0, warmup: int = 1) -> dict[str, float]:
+    """Median wall time of :func:`infer` in ms per image of the batch ``x``: up to ``repeats`` timed runs
+    after ``warmup``, stopping once ``budget_s`` seconds are spent (at least 3 runs)."""
     model.eval()
     for _ in range(warmup):
         infer(model, x, from_trunk, steps)
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
         infer(model, x, from_trunk, steps)
         times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times) / x.shape[0]
+    return {"ms_per_image": 1000.0 * statistics.median(times) / x.shape[0], "runs": len(times)}
 
 
 def compression_models(ctx: Context) -> dict[str, Any]:
@@ -125,18 +128,19 @@ def compression_models(ctx: Context) -> dict[str, Any]:
             "student_nokd": require_checkpoint(ctx, ABLATION_STAGE, STUDENT_NOKD, how)}
 
 
-def compression_cost(ctx: Context, latency: bool = True, repeats: dict[int, int] | None = None,
+def compression_cost(ctx: Context, latency: bool = True, repeats: int = 20, budget_s: float = 1.0,
                      write: bool = True) -> dict[str, Any]:
     """Parameters, FLOPs per image and (with ``latency``) median CPU latency of the three models.
 
     FLOPs and latency are counted end to end from a normalised image (the frozen trunk included) and
     from the cached trunk features (the trainable part only), on real test images, decoding
     ``max_caption_len + 1`` caption steps. Latency: batch 1 and 32, ``torch.get_num_threads()`` threads
-    (the profile's ``num_threads`` where set). Written to ``<run results>/compression_cost.json``.
+    (the profile's ``num_threads`` where set), median of up to ``repeats`` runs within ``budget_s``
+    seconds per (model, input, batch) (:func:`median_latency_ms`; the run counts are recorded).
+    Written to ``<run results>/compression_cost.json``.
     """
     from repro.models.encoders import preprocess
 
-    repeats = repeats or {1: 20, 32: 5}
     if ctx.profile.num_threads:
         torch.set_num_threads(ctx.profile.num_threads)
     steps = ctx.profile.max_caption_len + 1
@@ -144,22 +148,25 @@ def compression_cost(ctx: Context, latency: bool = True, repeats: dict[int, int]
     bank = ctx.bank()
     out: dict[str, Any] = {"p": ctx.p, "seed": ctx.seed, "threads": torch.get_num_threads(), "caption_steps": steps,
                            "image_size": ctx.profile.image_size, "models": {}}
+
+    def inputs(model, b: int, from_image: bool) -> torch.Tensor:
+        """``b`` test images (repeated if the test set is smaller): normalised images or cached trunk features."""
+        sel = torch.as_tensor(np.resize(test, b), dtype=torch.long)
+        if from_image:
+            return preprocess(np.asarray(ctx.prepared.images)[sel.numpy()], model.encoder_spec)
+        return bank.batch(sel).cpu()
+
     for key, model in compression_models(ctx).items():
         model = model.to("cpu").eval()
         row: dict[str, Any] = {"params": count_parameters(model)}
-
-        def inputs(b, from_image):
-            sel = torch.as_tensor(np.resize(test, b), dtype=torch.long)
-            if from_image:
-                return preprocess(np.asarray(ctx.prepared.images)[sel.numpy()], model.encoder_spec)
-            return bank.batch(sel).cpu()
-
-        row["flops_image"] = count_flops(model, inputs(1, True), False, steps)
-        row["flops_features"] = count_flops(model, inputs(1, False), True, steps)
+        row["flops_image"] = count_flops(model, inputs(model, 1, True), False, steps)
+        row["flops_features"] = count_flops(model, inputs(model, 1, False), True, steps)
         if latency:
-            row["latency_ms"] = {f"{src}_b{b}": median_latency_ms(model, inputs(b, src == "image"), src == "features",
-                                                                  steps, repeats.get(b, 5))
-                                 for src in ("image", "features") for b in LATENCY_BATCHES}
+            timed = {f"{src}_b{b}": median_latency_ms(model, inputs(model, b, src == "image"), src == "features", steps,
+                                                      repeats, budget_s)
+                     for src in ("image", "features") for b in LATENCY_BATCHES}
+            row["latency_ms"] = {k: v["ms_per_image"] for k, v in timed.items()}
+            row["latency_runs"] = {k: v["runs"] for k, v in timed.items()}
         out["models"][key] = row
     if write:
         write_json(ctx.run_results / COMPRESSION_COST_FILE, out)

@@ -42,9 +42,9 @@ def sub_logits(model, bank, idx: np.ndarray, batch_size: int = 256) -> np.ndarra
     idx_t = torch.as_tensor(idx, dtype=torch.long)
     views = []
     for vi in range(len(bank.views)):
-        chunks = [model(bank.batch(b, torch.full_like(b, vi)), from_trunk=bank.from_trunk)[SUBCLASS_OUTPUT].float().cpu()
+        chunks = [model(bank.batch(b, torch.full_like(b, vi)), from_trunk=bank.from_trunk)[SUBCLASS_OUTPUT]
                   for b in idx_t.split(batch_size)]
-        views.append(torch.cat(chunks))
+        views.append(torch.cat(chunks).float().cpu())
     return torch.stack(views).numpy()
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from repro.errors import ConfigError
 from repro.experiments.ablations.variants import summary
 from repro.experiments.context import Context, make_context, require_checkpoint, train_and_record
 from repro.names import ABLATION_STAGE, subset_tasks
 
 INITS = ("imagenet", "random")
 TRANSFER_PS = (15, 70)      # the labeled fractions the notebook runs it at
-TRANSFER_SUBSET = "T1+T2"   # T3's decoder would cost more than the encoder at these image sizes
+TRANSFER_SUBSET = "T1+T2"   # no caption head: it would add the LSTM decoder and greedy decoding per validation
 
 # per profile: image size, batch and epochs of the image-trained encoder (other profiles: their own settings);
 # small batches give the few epochs enough optimiser steps (quick, p = 15: ~65 M1 steps, ~120 M3 steps)
@@ -48,8 +49,6 @@ def transfer_context(ctx: Context, init: str, bank_from: Context | None = None) 
 
     ``bank_from``: a transfer context of the other init whose model inputs (the same images) are shared.
     """
-    from repro.errors import ConfigError
-
     if init not in INITS:
         raise ConfigError(f"transfer init {init!r} is not one of {list(INITS)}")
     s = transfer_settings(ctx.profile)
@@ -57,7 +56,8 @@ def transfer_context(ctx: Context, init: str, bank_from: Context | None = None) 
         base = bank_from
     else:
         base = make_context(ctx.profile, p=ctx.p, seed=ctx.seed, data_root=ctx.prepared.data_root,
-                            results_dir=ctx.results_dir, runs_dir=ctx.runs_dir, image_size=s["image_size"])
+                            results_dir=ctx.results_dir, runs_dir=ctx.runs_dir,
+                            skip_bad_images=len(ctx.prepared.bad_images) > 0, image_size=s["image_size"])
     prof = ctx.profile.with_overrides(image_size=s["image_size"], pretrained=init == "imagenet", trainable="all",
                                       taps=None, neck_hidden=None, batch_size=s["batch_size"], max_epochs=s["max_epochs"],
                                       kd_max_epochs=s["kd_max_epochs"])
@@ -77,7 +77,8 @@ def _params(tctx: Context, init: str, model_kind: str, model) -> dict[str, Any]:
     prof = tctx.profile
     return {"item": "transfer", "init": init, "model": model_kind, "subset": TRANSFER_SUBSET,
             "encoder": prof.encoder, "trainable": prof.trainable, "image_size": prof.image_size,
-            "batch_size": prof.batch_size, "epochs": prof.max_epochs if model_kind == "m1" else prof.kd_max_epochs, **trained_part(model)}
+            "batch_size": prof.batch_size, "epochs": prof.max_epochs if model_kind == "m1" else prof.kd_max_epochs,
+            **trained_part(model)}
 
 
 def run_transfer_init(tctx: Context, init: str, progress: bool = True) -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""Helpers shared by the ablations: a context with profile overrides, and M1-style supervised runs under the ablation stage."""
+"""Helpers shared by the ablations: a context with profile overrides, M1-style runs under the ablation stage."""
 
 from __future__ import annotations
 
