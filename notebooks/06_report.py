@@ -212,8 +212,29 @@ for cam in cams:
     display(Image(data=data, format=kind))
     display(Markdown(cam.caption + f" (`{project_relative(cam.path, siblings=True)}`)"))
 
+# %% [markdown]
+# ## Beyond the paper: ablations (notebook 07)
+# Questions the paper does not ask, each an option of the existing stages, run by notebook 07 at
+# p = 15 and 70: every section has its table, a figure where one helps, and one finding with the
+# effect and its 95 % t-interval over the paired (p, seed) runs ("no paired runs yet" until 07 ran).
+
+# %%
+import matplotlib.pyplot as plt
+
+from repro.report.ablations import TITLES, ablation_findings, ablation_views
+
+views = ablation_views(folder)
+for key, view in views.items():
+    display(Markdown(f"### {TITLES[key]}\n\n{view.finding}"))
+    if not view.table.empty:
+        display(view.table.round(3))
+    if view.figure is not None:
+        display(view.figure)
+        plt.close(view.figure)
+
 # %%
 summary = report.summary(df, claims_df[claims_df["scope"] != "one p"], profile)
+summary["ablations"] = ablation_findings(views)
 write_json(folder / "06_report.json", summary)
 print(f"wrote {project_relative(folder / '06_report.json', siblings=True)}: "
       f"{summary['runs']} runs, {len(summary['claims'])} claims")

@@ -100,22 +100,6 @@ display(view_subclass.table)
 print(view_subclass.finding)
 
 # %% [markdown]
-# ## 5 · Class imbalance: plain CE vs the class-balanced T1 loss
-#
-# M1{T1} with plain CE and with the class-balanced T1 loss, class weights (N / (K n_c))^power for
-# power 0.6 (the profile's default) and 1, judged on accuracy, balanced accuracy and macro-F1.
-
-# %%
-from repro.experiments.ablations.imbalance import run_imbalance
-from repro.report.ablation_tables import imbalance_view
-
-abl_imbalance = run_imbalance(ctx)
-view_imbalance = imbalance_view(ctx.results_dir, default_power=ctx.profile.class_balance or 0.6)
-abl_imbalance["finding"] = view_imbalance.finding
-display(view_imbalance.table)
-print(view_imbalance.finding)
-
-# %% [markdown]
 # ## 4 · Transfer learning: ImageNet vs random initialisation
 #
 # A random trunk cannot stay frozen, so for both inits the whole EfficientNet-Lite0 (all 9 stages) is
@@ -136,6 +120,22 @@ view_transfer = transfer_view(ctx.results_dir)
 abl_transfer["finding"] = view_transfer.finding
 display(view_transfer.table)
 print(view_transfer.finding)
+
+# %% [markdown]
+# ## 5 · Class imbalance: plain CE vs the class-balanced T1 loss
+#
+# M1{T1} with plain CE and with the class-balanced T1 loss, class weights (N / (K n_c))^power for
+# power 0.6 (the profile's default) and 1, judged on accuracy, balanced accuracy and macro-F1.
+
+# %%
+from repro.experiments.ablations.imbalance import run_imbalance
+from repro.report.ablation_tables import imbalance_view
+
+abl_imbalance = run_imbalance(ctx)
+view_imbalance = imbalance_view(ctx.results_dir, default_power=ctx.profile.class_balance or 0.6)
+abl_imbalance["finding"] = view_imbalance.finding
+display(view_imbalance.table)
+print(view_imbalance.finding)
 
 # %% [markdown]
 # ## 6 · Split leakage: image-level vs patient-level split
@@ -187,8 +187,6 @@ view_savings.figure
 # the per-image split of section 6.
 
 # %%
-from IPython.display import display
-
 from repro.experiments.ablations.authors import run_authors_choices
 from repro.report.ablation_effects import AUTHORS_PS, authors_choices_report, run_effects
 
@@ -207,3 +205,19 @@ for sentence in authors_report["findings"].values():
 
 # %%
 authors_report["figure"]
+
+# %% [markdown]
+# ## This run's record
+#
+# One JSON per `(profile, p, seed)` with every section's summary and finding (the report reads the
+# result files of the single runs, `ablation-*.json`, across p and seeds).
+
+# %%
+from repro.io import write_json
+
+write_json(ctx.run_results / "07_ablations.json", {
+    "notebook": "07_ablations", "profile": profile, "p": p, "seed": seed,
+    "compression": abl_compression, "hinton": abl_hinton, "subclass": abl_subclass, "transfer": abl_transfer,
+    "imbalance": abl_imbalance, "leakage": abl_leakage, "label_savings": abl_label_savings,
+    "authors": abl_authors,
+})

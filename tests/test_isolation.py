@@ -279,13 +279,16 @@ def test_evaluate_to_an_unwritable_out_fails_before_inference(tiny_odir, tmp_pat
     assert rc == 2 and "output folder of --out" in err and "is not writable" in err
 
 
-def test_sweep_into_an_unwritable_root_fails_before_any_notebook(tmp_path, capsys):
+def test_sweep_into_an_unwritable_root_fails_before_any_notebook(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     rc = main(["sweep", "--profile", "smoke", "--notebooks-dir", str(STUDY_FIX), "--notebooks", "01", "--p", "15",
                "--seeds", "0", "--results-root", str(blocker / "root")])
     err = capsys.readouterr().err
     assert rc == 2 and "results folder" in err and "is not writable" in err
+    monkeypatch.setenv("REPRO_RESULTS", str(blocker / "root"))  # `data` writes split files and caches there
+    assert main(["data", "--profile", "smoke"]) == 2
+    assert "split folder" in capsys.readouterr().err
 
 
 # --- finding 5: --skip-bad-images a dead end -------------------------------------------------

@@ -71,7 +71,7 @@ def _scores(df: pd.DataFrame, stage: str, name: str, col: str) -> pd.Series:
 
 def paired_effect(a: pd.Series, b: pd.Series) -> dict[str, Any]:
     """Mean paired difference A − B over shared ``(p, seed)``, its 95 % t-interval and the verdict."""
-    d = (a - b).dropna()
+    d = (a - b).dropna() if len(a) and len(b) else pd.Series(dtype=float)
     effect, lo, hi, v = verdict(d.to_numpy())
     return {"effect": effect, "ci_low": lo, "ci_high": hi, "verdict": v, "n_pairs": int(d.size),
             "p": sorted({int(p) for p in d.index.get_level_values("p")}) if d.size else []}
