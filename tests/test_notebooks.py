@@ -24,7 +24,8 @@ papermill = pytest.importorskip("papermill")
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 PROFILE = "smoke"
 P, SEED = 15, 0
-ORDER = ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam", "06_report")
+ORDER = ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam",
+         "07_ablations", "06_report")
 PARAMS = {
     "00_data": {},
     "01_m1_teachers": {"p": P, "seed": SEED},
@@ -32,6 +33,7 @@ PARAMS = {
     "03_m3_unlabeled": {"p": P, "seed": SEED},
     "04_temperature": {"p": P, "seed": SEED},
     "05_gradcam": {"cam_seed": SEED, "ps": [P]},
+    "07_ablations": {"p": P, "seed": SEED},
     "06_report": {},
 }
 
@@ -155,6 +157,49 @@ def test_05_gradcam_figures(smoke):
         assert (smoke["figures"] / f"gradcam_{PROFILE}{code}.png").stat().st_size > 0
 
 
+def test_07_ablations_record_every_item(smoke):
+    from repro.experiments.ablations.hinton import HINTON_ALPHAS, HINTON_TAUS
+    from repro.experiments.ablations.imbalance import IMBALANCE_POWERS
+
+    rec = _read(smoke["run"] / "07_ablations.json")
+    items = ("compression", "hinton", "subclass", "transfer", "imbalance", "leakage", "label_savings", "authors")
+    assert set(items) <= set(rec)
+    for item in items:  # every section states its finding in words
+        finding = rec[item].get("finding") or " ".join(rec[item].get("findings", {}).values())
+        assert isinstance(finding, str) and len(finding) > 20, item
+    run = smoke["run"]
+    # the full α × T grid, each a validation-selected T1 student with metrics in [0, 1]
+    for a in HINTON_ALPHAS:
+        for t in HINTON_TAUS:
+            res = _read(run / result_file("ablation", f"hinton-a{a:g}-T{t:g}"))
+            assert res["params"]["alpha"] == a and res["params"]["tau"] == t
+            assert _in_unit(res["metrics"]["test"]["coarse"]["balanced_accuracy"])
+    for power in IMBALANCE_POWERS:
+        assert _read(run / result_file("ablation", f"imbalance-{'plain' if power == 0 else f'cb{power:g}'}"))
+    # the compressed student is much smaller than its teacher, and was trained with and without KD
+    cost = _read(run / "compression_cost.json")
+    params = {k: m["params"]["trainable"] for k, m in cost["models"].items()}
+    assert set(params) == {"teacher", "student_kd", "student_nokd"}
+    assert 0 < params["student_kd"] == params["student_nokd"] < params["teacher"] / 5
+    assert 0 < cost["models"]["student_kd"]["flops_features"] < cost["models"]["teacher"]["flops_features"]
+    kd = _read(run / result_file("ablation", "compress-student-kd"))
+    nokd = _read(run / result_file("ablation", "compress-student-nokd"))
+    assert any(k.startswith("train/kd/") for k in kd["history"][0])
+    assert not any(k.startswith("train/kd/") for k in nokd["history"][0])
+    # the image-level split puts patients in both train and test, the patient-level split never does
+    image = _read(run / result_file("ablation", "leakage-image"))
+    patient = _read(run / result_file("ablation", "leakage-patient"))
+    assert image["params"]["patients_in_train_and_test"] > 0
+    assert patient["params"]["patients_in_train_and_test"] == 0
+    assert image["split_hash"] != patient["split_hash"]
+    for init in ("imagenet", "random"):
+        for model in ("m1", "m3"):
+            assert _read(run / result_file("ablation", f"transfer-{init}-{model}"))["params"]["init"] == init
+    for toggle in ("kd_mean", "tau_authors", "last_epoch"):
+        res = _read(run / result_file("ablation", f"authors-m2-{toggle}"))
+        assert _in_unit(res["metrics"]["test"]["coarse"]["balanced_accuracy"])
+
+
 def test_06_report_summary(smoke):
     s = _read(smoke["results"] / "06_report.json")
     assert s["profile"] == PROFILE
@@ -166,3 +211,5 @@ def test_06_report_summary(smoke):
     for task in ("T1", "T2", "T3"):
         assert s["best_models"][task]["p"] == P
     assert s["claims"], "the report states the paper's claims with verdicts"
+    # the ablations of notebook 07 each have a finding in the report
+    assert len(s["ablations"]) == 8 and all(isinstance(f, str) and f for f in s["ablations"].values())

@@ -129,3 +129,11 @@ def test_split_does_not_depend_on_taxonomy(odir_root, real_split):
     odir8 = S.make_split(load_odir(odir_root, taxonomy="odir8").manifest, seed=0)
     assert S.split_to_csv(odir8) == S.split_to_csv(real_split)
     assert S.split_to_csv(S.make_split(load_odir(odir_root).manifest, seed=1)) != S.split_to_csv(real_split)
+
+
+def test_committed_split_is_regenerated_byte_for_byte(odir_dataset, tmp_path):
+    """A fresh split of the reference data is the committed file, byte for byte (guards refactors)."""
+    from repro.paths import split_dir
+
+    _, path = S.load_or_make_split(odir_dataset, seed=0, directory=tmp_path)
+    assert path.read_bytes() == (split_dir() / "odir5k-n5503_seed0.csv").read_bytes()

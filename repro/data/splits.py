@@ -100,6 +100,32 @@ def _stratified_order(strata: pd.Series, rng: np.random.Generator) -> list[str]:
     return [pid for _, _, pid in keys]
 
 
+def _test_val_train(order: list, units: str) -> tuple[dict, list]:
+    """The first TEST_FRACTION of ``order`` is test, the next VAL_FRACTION val, the rest the training
+    pool: ``({unit: split}, pool in order)``; too few ``units`` (patients or images) is a DataError."""
+    n = len(order)
+    n_test, n_val = round(TEST_FRACTION * n), round(VAL_FRACTION * n)
+    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
+        raise DataError(f"{n} {units} are too few for a test/val/train split; use more {units}.")
+    pool = list(order[n_test + n_val:])
+    split_of = {u: "test" for u in order[:n_test]}
+    split_of.update({u: "val" for u in order[n_test:n_test + n_val]})
+    split_of.update({u: "train" for u in pool})
+    return split_of, pool
+
+
+def _nested_fractions(pool_order: list, n: int) -> dict:
+    """``{unit: p_min}``: the first p % of ``n`` units of the ordered pool enter L_p (L15 ⊂ … ⊂ L70;
+    the largest p takes the whole pool)."""
+    p_of: dict = {}
+    start = 0
+    for p in P_VALUES:
+        end = len(pool_order) if p == max(P_VALUES) else min(round(p / 100 * n), len(pool_order))
+        p_of.update({u: p for u in pool_order[start:end]})
+        start = max(start, end)
+    return p_of
+
+
 def make_split(manifest: pd.DataFrame, seed: int, max_patients: int | None = None) -> pd.DataFrame:
     """Patient-level stratified split of ``manifest`` (see the module docstring).
 
@@ -115,22 +141,8 @@ def make_split(manifest: pd.DataFrame, seed: int, max_patients: int | None = Non
             raise ConfigError(f"max_patients must be at least 3 (test, val, train), got {max_patients}")
         strata = strata.loc[sorted(_stratified_order(strata, rng)[: int(max_patients)])]
     order = _stratified_order(strata, rng)
-    n = len(order)
-    n_test, n_val = round(TEST_FRACTION * n), round(VAL_FRACTION * n)
-    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
-        raise DataError(f"{n} patients are too few for a test/val/train split; use more patients.")
-    split_of = {pid: "test" for pid in order[:n_test]}
-    split_of.update({pid: "val" for pid in order[n_test:n_test + n_val]})
-    pool = order[n_test + n_val:]
-    split_of.update({pid: "train" for pid in pool})
-    pool_order = _stratified_order(strata.loc[sorted(pool)], rng)
-    p_of: dict[str, int] = {}
-    start = 0
-    for p in P_VALUES:
-        end = len(pool_order) if p == max(P_VALUES) else min(round(p / 100 * n), len(pool_order))
-        for pid in pool_order[start:end]:
-            p_of[pid] = p
-        start = max(start, end)
+    split_of, pool = _test_val_train(order, "patients")
+    p_of = _nested_fractions(_stratified_order(strata.loc[sorted(pool)], rng), len(order))
     pids = manifest["patient_id"].astype(str)
     keep = pids.isin(split_of).values
     out = pd.DataFrame({
@@ -338,20 +350,8 @@ def image_level_split(split_df: pd.DataFrame, seed: int) -> pd.DataFrame:
         raise DataError(f"split lists image {strata.index[strata.index.duplicated()][0]!r} twice")
     rng = np.random.default_rng([int(seed), 1])
     order = _stratified_order(strata, rng)
-    n = len(order)
-    n_test, n_val = round(TEST_FRACTION * n), round(VAL_FRACTION * n)
-    if n - n_test - n_val < 1 or n_test < 1 or n_val < 1:
-        raise DataError(f"{n} images are too few for a test/val/train split; use more images.")
-    split_of = {img: "test" for img in order[:n_test]}
-    split_of.update({img: "val" for img in order[n_test:n_test + n_val]})
-    pool_order = _stratified_order(strata.loc[sorted(order[n_test + n_val:])], rng)
-    p_of: dict[str, int] = {}
-    start = 0
-    for p in P_VALUES:
-        end = len(pool_order) if p == max(P_VALUES) else min(round(p / 100 * n), len(pool_order))
-        p_of.update({img: p for img in pool_order[start:end]})
-        start = max(start, end)
-    split_of.update({img: "train" for img in pool_order})
+    split_of, pool = _test_val_train(order, "images")
+    p_of = _nested_fractions(_stratified_order(strata.loc[sorted(pool)], rng), len(order))
     out = split_df.loc[:, list(SPLIT_COLUMNS)].copy()
     out["split"] = [split_of[i] for i in strata.index]
     out["p_min"] = pd.array([p_of.get(i) for i in strata.index], dtype="Int64")
