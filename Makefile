@@ -40,10 +40,10 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 data: venv
-	REPRO_RESULTS=$(RESULTS) $(PY) -m repro data --summary --profile $(PROFILE) $(DATA_ARG)
+	$(PY) -m repro data --summary --profile $(PROFILE) --results-root $(RESULTS) $(DATA_ARG)
 
 study: venv
-	REPRO_RESULTS=$(RESULTS) $(PY) -m repro data --summary --profile $(PROFILE) $(DATA_ARG)
+	$(PY) -m repro data --summary --profile $(PROFILE) --results-root $(RESULTS) $(DATA_ARG)
 	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG) \
 	  --results-root $(RESULTS) $(FORCE_ARG)
 

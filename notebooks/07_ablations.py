@@ -105,7 +105,7 @@ print(view_subclass.finding)
 # A random trunk cannot stay frozen, so for both inits the whole EfficientNet-Lite0 (all 9 stages) is
 # trained from the images together with the T1 and T2 heads, with the same optimiser, epochs and seed;
 # only the encoder's initial weights differ. To fit a CPU, images are small and epochs few
-# (`quick`: 64 px, batch 32, M1 2 epochs, M3 1 epoch; `smoke`: 32 px, 1 + 1). M3 is that M1 distilled
+# (`quick` and `smoke`: 32 px, batch 32 and 16, M1 2 and 1 epochs, M3 1 epoch). M3 is that M1 distilled
 # into a copy of itself on the unlabeled set (the M3 loss, τ = 1). Runs at p = 15 and 70.
 
 # %%

@@ -24,13 +24,16 @@ from repro.sweep.plan import DEFAULT_SEEDS
 # ---------------------------------------------------------------- data
 
 def _readable_path(path: str | None) -> str:
-    """A path as a person reads it on the terminal: absolute, with the home folder as ``~``.
+    """A path as a person reads it on the terminal: relative inside the project, else absolute with the
+    home folder as ``~``.
 
     Result files keep the project-relative form (``../shared/data/odir5k``); only the printout changes.
     """
     if not path:
         return ""
     full = (PROJECT_ROOT / Path(path).expanduser()).resolve()
+    if full.is_relative_to(PROJECT_ROOT):
+        return str(full.relative_to(PROJECT_ROOT))
     home = Path.home().resolve()
     return f"~/{full.relative_to(home)}" if full.is_relative_to(home) and full != home else str(full)
 
@@ -42,7 +45,7 @@ def _print_summary(s: dict) -> None:
         print(f"  excluded: {reason}: {n}")
     if s.get("bad_images"):
         print(f"skipped        {len(s['bad_images'])} bad image(s): {', '.join(s['bad_images'])}")
-    print(f"split file     {s['split_file']}  (sha256 {s.get('split_hash', '')})")
+    print(f"split file     {_readable_path(s['split_file'])}  (sha256 {s.get('split_hash', '')})")
     for name, c in s["splits"].items():
         print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")
     for p, c in s.get("per_p", {}).items():
@@ -71,14 +74,14 @@ def cmd_data(args) -> int:
     from repro.data.prepare import data_summary, prepare_data
     from repro.paths import check_writable, layout
 
-    lay = layout()
+    lay = layout(args.results_root)
     check_writable(lay.splits, "split folder")  # before any image is decoded
     if not args.no_images:
         check_writable(lay.cache, "cache folder")
     prepared = prepare_data(
         data_root=args.data_root, profile=args.profile,
         skip_bad_images=args.skip_bad_images, with_images=not args.no_images,
-        strict_keywords=args.strict_keywords,
+        strict_keywords=args.strict_keywords, layout=lay,
     )
     for w in prepared.info.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
@@ -99,6 +102,8 @@ def add_data(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and list them instead of failing")
     p.add_argument("--no-images", action="store_true", help="labels and split only; do not build the image cache")
+    p.add_argument("--results-root", default=None,
+                   help="results root whose splits/ and cache/ this uses (default: $REPRO_RESULTS, else out/)")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
     p.set_defaults(func=cmd_data)

@@ -243,11 +243,12 @@ def test_metric_vs_p_plot_draws_baselines(df_with_baselines):
     plt.close(fig)
 
 
-def test_count_mean_and_std_share_their_format():
+def test_count_means_print_as_whole_numbers():
     from repro.report.formatting import fmt
 
     t = pd.DataFrame({("count", "mean"): [56.0, 821.0], ("count", "std"): [20.0 / 3, 0.0], ("count", "n"): [3, 3]},
                      index=["a", "b"])
     t.columns = pd.MultiIndex.from_tuples(t.columns)
     shown = fmt(t, {"count": 1})
-    assert list(shown[("count", "ours")]) == ["56.0 ± 6.7 (3)", "821 ± 0 (3)"]
+    # a whole mean count prints as an integer (no "56.0", "821.0 ± 0.0"); a spread keeps its decimal
+    assert list(shown[("count", "ours")]) == ["56 ± 6.7 (3)", "821 ± 0 (3)"]

@@ -107,9 +107,11 @@ def test_make_study_report_and_compare_use_the_results_variable():
     assert ignored.returncode == 0  # the default results root is git-ignored
 
 
-def test_terminal_paths_are_absolute_or_home_relative(tmp_path, monkeypatch):
+def test_terminal_paths_are_readable(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert _readable_path(str(tmp_path / "data" / "odir5k")) == "~/data/odir5k"
     shown = _readable_path("../shared/data/odir5k")  # as data_summary records it
     assert shown == str((PROJECT_ROOT.parent / "shared" / "data" / "odir5k").resolve()) and ".." not in shown
     assert _readable_path(None) == ""
+    # inside the project a path stays project-relative (the committed split file)
+    assert _readable_path(str(PROJECT_ROOT / "results" / "splits" / "x.csv")) == "results/splits/x.csv"

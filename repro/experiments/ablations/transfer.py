@@ -28,7 +28,7 @@ TRANSFER_SUBSET = "T1+T2"   # no caption head: it would add the LSTM decoder and
 # small batches give the few epochs enough optimiser steps (quick, p = 15: ~65 M1 steps, ~120 M3 steps)
 TRANSFER_SETTINGS: dict[str, dict[str, int]] = {
     "smoke": {"image_size": 32, "batch_size": 16, "max_epochs": 1, "kd_max_epochs": 1},
-    "quick": {"image_size": 64, "batch_size": 32, "max_epochs": 2, "kd_max_epochs": 1},
+    "quick": {"image_size": 32, "batch_size": 32, "max_epochs": 2, "kd_max_epochs": 1},
 }
 
 
