@@ -228,8 +228,9 @@ for key, view in views.items():
     display(Markdown(f"### {TITLES[key]}\n\n{view.finding}"))
     if not view.table.empty:
         display(view.table.round(3))
+        if view.figure is not None:
+            display(view.figure)
     if view.figure is not None:
-        display(view.figure)
         plt.close(view.figure)
 
 # %%

@@ -77,8 +77,13 @@ def test_no_cut_table_and_no_absolute_path(built):
 
 
 def test_every_image_is_present_and_decodes(built):
+    from repro.report.ablations import ablation_views
+
     srcs = re.findall(r'<img[^>]*src="([^"]*)"', built["text"])
-    assert len(srcs) == 5 + 1  # the report's five figures and the Grad-CAM figure
+    views = ablation_views(built["root"] / PROFILE).values()
+    shown = sum(1 for v in views if v.figure is not None and not v.table.empty)
+    # the report's five figures, the Grad-CAM figure, and each ablation figure that has results to show
+    assert len(srcs) == 5 + 1 + shown
     assert all(re.fullmatch(r"data:image/(png|jpeg);base64,[A-Za-z0-9+/=\s]{1000,}", s) for s in srcs)
 
 

@@ -142,7 +142,8 @@ def test_sweep_plans_the_tau_seed_dependency():
     runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
     keys = [(r.stem[:2], r.p, r.seed) for r in runs]
     assert keys[:2] == [("01", 30, 0), ("04", 30, 0)]
-    assert keys[2:] == [("01", 30, 1), ("02", 30, 1), ("03", 30, 1), ("04", 30, 1)]
+    # the τ study (04) runs right after the teachers, before the stages that read its choice
+    assert keys[2:] == [("01", 30, 1), ("04", 30, 1), ("02", 30, 1), ("03", 30, 1)]
     # when seed 0 is part of the sweep anyway, or nothing reads τ, nothing is added
     both = plan_sweep(["01", "02"], "quick", [30], [0, 1])
     assert [(r.stem[:2], r.seed) for r in both] == [("01", 0), ("02", 0), ("01", 1), ("02", 1)]
@@ -154,7 +155,7 @@ def test_profile_without_shared_tau_adds_nothing(monkeypatch):
 
     monkeypatch.setitem(profiles.PROFILES, "quick", profiles.PROFILES["quick"].with_overrides(tau_seed=None))
     runs = plan_sweep(["01", "02", "03", "04"], "quick", [30], [1])
-    assert [(r.stem[:2], r.seed) for r in runs] == [("01", 1), ("02", 1), ("03", 1), ("04", 1)]
+    assert [(r.stem[:2], r.seed) for r in runs] == [("01", 1), ("04", 1), ("02", 1), ("03", 1)]
 
 
 # ---------------------------------------------------------------- degenerate splits (issue 11, item 7)

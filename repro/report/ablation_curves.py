@@ -22,6 +22,7 @@ import pandas as pd
 from repro.experiments.ablations.leakage import UNITS, leakage_name
 from repro.experiments.ablations.transfer import INITS, transfer_name
 from repro.names import ABLATION_STAGE, MAIN, P_VALUES
+from repro.paths import project_relative
 from repro.report.ablation_tables import AblationView, METRICS, _model_rows, _scores, fmt_effect, load_ablation_results
 from repro.report.ablation_tables import paired_effect
 
@@ -233,7 +234,8 @@ def label_savings_view(results_dir, metric: str = "T1_bacc") -> AblationView:
     have = sorted(set(df.loc[(df["stage"] == REFERENCE[0]) & (df["name"] == REFERENCE[1]), "p"])) if not df.empty else []
     paper = paper_label_savings()
     if have != sorted(P_VALUES):
-        finding = (f"Label savings need M1{{T1}} results at every p {list(P_VALUES)} in {results_dir} "
+        finding = (f"Label savings need M1{{T1}} results at every p {list(P_VALUES)} in "
+                   f"{project_relative(results_dir, siblings=True)} "
                    f"(found p = {have}); run notebooks 01-03 for every p first.")
         return AblationView(pd.DataFrame(columns=SAVINGS_COLUMNS), finding, None,
                             {"complete": False, "found_p": have, "paper": savings_records(paper)})

@@ -23,6 +23,7 @@ from repro.experiments.ablations.hinton import HINTON_PS
 from repro.experiments.ablations.imbalance import imbalance_name
 from repro.io import read_json
 from repro.names import ABLATION_STAGE, MAIN
+from repro.paths import project_relative
 from repro.report.claims import verdict
 from repro.report.results import result_row
 
@@ -54,7 +55,7 @@ def load_ablation_results(results_dir) -> pd.DataFrame:
         try:
             res = read_json(path)
         except (OSError, ValueError) as exc:
-            warnings.warn(f"skipping unreadable result {path}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping unreadable result {project_relative(path, siblings=True)}: {exc}", stacklevel=2)
             continue
         row = result_row(res, path, m.group(1), m.group(2))
         if row["p"] is not None and row["seed"] is not None:
