@@ -20,7 +20,7 @@ TORCH ?= 2.14.1
 TORCHVISION ?= 0.29.1
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: venv data study compare test lab bench report check-report clean-cache
+.PHONY: venv data study ablations compare test lab bench report check-report clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ lab: venv
 
 bench: venv
 	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG)
+
+# notebook 07 (the ablations beyond the paper) at p = 15 and 70, with the teachers and the τ study it needs
+ABLATION_P ?= 15 70
+ablations: venv
+	$(PY) -m repro sweep --profile $(PROFILE) --notebooks 01 04 07 --p $(ABLATION_P) --seeds $(SEEDS) $(DATA_ARG) \
+	  --results-root $(RESULTS) $(FORCE_ARG)
 
 report: venv
 	$(PY) -m repro report --profile $(PROFILE) --results-root $(RESULTS)
