@@ -105,13 +105,16 @@ def leakage_view(results_dir) -> AblationView:
     df = load_ablation_results(results_dir)
     table = _model_rows(df, LEAKAGE_MODELS, EFFECT_METRICS)
     if not table.empty:
-        leak = {}
+        leak = []
         for label, (stage, name) in LEAKAGE_MODELS.items():
             sel = df[(df["stage"] == stage) & (df["name"] == name)]
-            vals = [r.get("params", {}).get("test_images_with_patient_in_train") for r in sel["result"]]
-            vals = [v for v in vals if v is not None]
-            leak[label] = {"test images whose patient is in L_p": float(np.mean(vals)) if vals else float("nan")}
-        table = table.join(pd.DataFrame.from_dict(leak, orient="index"), on="model")
+            for p, rows in sel.groupby("p"):
+                vals = [r.get("params", {}).get("test_images_with_patient_in_train") for r in rows["result"]]
+                vals = [v for v in vals if v is not None]
+                leak.append({"model": label, "p": p, "test images whose patient is in L_p":
+                             float(np.mean(vals)) if vals else float("nan")})
+        if leak:
+            table = table.merge(pd.DataFrame(leak), on=["model", "p"], how="left")
     e = _per_p_effects(df, (ABLATION_STAGE, leakage_name("image")), (ABLATION_STAGE, leakage_name("patient")))
     finding = ("The per-image split (as in the authors' code) minus the per-patient split, same M1 run, each on its "
                f"own test set, T1 balanced accuracy: {_sentence(e)}; T1 accuracy: {_sentence(e, 'T1 acc')}.")
