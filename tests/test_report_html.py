@@ -45,6 +45,7 @@ def built(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("REPRO_FIGURES", raising=False)
         mp.delenv("REPRO_RESULTS", raising=False)
+        mp.setenv("MPLBACKEND", "Agg")  # a caller's non-inline backend must not empty the report of figures
         written = export_report(PROFILE, results_root=root)
     html = written["html"]
     return {"root": root, "written": written, "html": html, "text": html.read_text(encoding="utf-8")}

@@ -19,6 +19,9 @@ from repro.report.tables import table3, table4, table5
 from repro.sweep.kernel import kernel_env, kernel_transport
 
 
+
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
 def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, str]]:
     """name -> (numeric table, display table, caption) for every table of the report."""
     t3, t4, t5 = table3(df), table4(df), table5(df)
@@ -119,7 +122,9 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
         nb_in = PROJECT_ROOT / "notebooks" / "06_report.ipynb"
         executed = out / "06_report.ipynb"
         params = {"profile": profile, "results_dir": str(folder.resolve()), "figures_dir": str(figs_out.resolve())}
-        with kernel_env():
+        # the report's figures are inline images whatever $MPLBACKEND the caller has (with Agg, ipykernel
+        # keeps it and the HTML would hold no figure)
+        with kernel_env(MPLBACKEND=INLINE_BACKEND):
             papermill.execute_notebook(str(nb_in), str(executed), parameters=params, cwd=str(nb_in.parent),
                                        kernel_name=kernel_name, progress_bar=False, log_output=False,
                                        **kernel_transport())

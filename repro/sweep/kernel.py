@@ -67,12 +67,14 @@ def kernel_transport() -> dict:
 
 
 @contextmanager
-def kernel_env() -> Iterator[None]:
-    """Kernels (children) import ``repro`` from this checkout and start quietly."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYDEVD_DISABLE_FILE_VALIDATION")}
+def kernel_env(**extra: str) -> Iterator[None]:
+    """Kernels (children) import ``repro`` from this checkout and start quietly; ``extra`` environment
+    variables are set for them too. Everything is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "PYDEVD_DISABLE_FILE_VALIDATION", *extra)}
     parts = [str(PROJECT_ROOT)] + [q for q in (saved["PYTHONPATH"] or "").split(os.pathsep) if q]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    os.environ.update(extra)
     try:
         yield
     finally:
