@@ -105,14 +105,14 @@ def test_missing_section_is_short(built):
 
 def test_check_finds_each_kind_of_problem(tmp_path):
     bad = tmp_path / "bad.html"
-    bad.write_text(f"<html><body><p>wrote {PROJECT_ROOT}/results/x.json</p><p>/root/.cache</p>"
+    bad.write_text(f"<html><body><p>wrote {PROJECT_ROOT}/results/x.json</p><p>/home/reader/.cache</p>"
                    "<table><tr><td>...</td></tr></table><p>90 rows × 10 columns</p>"
                    '<img src="data:image/png;base64,"><img src="missing.png"></body></html>', encoding="utf-8")
     problems = html_problems(bad)
     assert "truncated table: '90 rows × 10 columns'" in problems
     assert "truncated table: 1 cell(s) read '...'" in problems
     assert any(p.startswith(f"absolute path: '{PROJECT_ROOT}/results/x.json") for p in problems)
-    assert "absolute path: '/root/.cache'" in problems
+    assert "absolute path: '/home/reader/.cache'" in problems
     assert "image 1: its data is not a PNG (0 bytes)" in problems
     assert "image 2: missing.png is missing or empty" in problems
     assert main([str(bad), "--no-browser"]) == 1

@@ -10,7 +10,6 @@ over p; with fewer than 2 pairs there is no interval.
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from repro.experiments.ablations.hinton import HINTON_PS
 from repro.experiments.ablations.imbalance import imbalance_name
 from repro.io import read_json
 from repro.names import ABLATION_STAGE, MAIN
-from repro.paths import project_relative
 from repro.report.claims import verdict
-from repro.report.results import result_row
+from repro.report.results import result_rows
 
 ABLATION_RE = re.compile(rf"^({ABLATION_STAGE}|m1)-(.+)\.json$")
 METRICS = {"T1_bacc": "T1 bacc", "T1_acc": "T1 acc", "T1_f1": "T1 macro-F1", "T2_top1": "T2 top-1",
@@ -47,20 +45,7 @@ class AblationView:
 def load_ablation_results(results_dir) -> pd.DataFrame:
     """One row per ``ablation-*.json`` and ``m1-*.json`` under ``results_dir/p*/seed*/``
     (the columns of :func:`repro.report.results.result_row`); unreadable files are skipped with a warning."""
-    rows = []
-    for path in sorted(Path(results_dir).glob("p*/seed*/*.json")):
-        m = ABLATION_RE.match(path.name)
-        if not m:
-            continue
-        try:
-            res = read_json(path)
-        except (OSError, ValueError) as exc:
-            warnings.warn(f"skipping unreadable result {project_relative(path, siblings=True)}: {exc}", stacklevel=2)
-            continue
-        row = result_row(res, path, m.group(1), m.group(2))
-        if row["p"] is not None and row["seed"] is not None:
-            rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(result_rows(results_dir, ABLATION_RE)[0])
 
 
 def _scores(df: pd.DataFrame, stage: str, name: str, col: str) -> pd.Series:

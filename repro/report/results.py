@@ -33,7 +33,7 @@ import pandas as pd
 
 from repro.io import read_json
 from repro.names import BASELINE_STAGE, P_VALUES, STAGES, TASK_METRIC, TASKS
-from repro.paths import results_dir as default_results_dir
+from repro.paths import project_relative, results_dir as default_results_dir
 from repro.report.claims import MODELS
 
 PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)
@@ -197,25 +197,20 @@ def result_row(res: dict, path: Path | str = "", stage: str | None = None, name:
     }
 
 
-def load_results(profile: str = "quick", results_root=None, results_dir=None) -> pd.DataFrame:
-    """One row per ``<folder>/p<p>/seed<seed>/<stage>-<name>.json`` (other files are ignored).
-
-    ``<folder>`` is ``results_dir`` or ``<results_root or results>/<profile>``. Columns: stage,
-    name, model, p, seed, tasks, τ (``tau_task``, ``tau``), the test metrics ``T1_acc T1_bacc
-    T1_f1 T2_top1 T2_top5 T3_bleu T3_bleu4 T3_exact``, the validation metrics ``val_T1 val_T1_bacc
-    val_T2 val_T3 val_score``, path and the parsed JSON (``result``). Unreadable files are skipped with
-    a warning; a missing folder gives an empty frame.
-    """
-    folder = results_folder(profile, results_root, results_dir)
+def result_rows(folder, pattern=None) -> tuple[list[dict], list[str]]:
+    """``(rows, skipped)``: one :func:`result_row` per ``folder/p*/seed*/*.json`` whose name matches
+    ``pattern`` (default :data:`RESULT_RE`, groups stage and name); unreadable files and files without
+    p or seed are skipped with a warning and listed in ``skipped``."""
+    pattern = pattern or RESULT_RE
     rows, skipped = [], []
-    for path in sorted(folder.glob("p*/seed*/*.json")):
-        m = RESULT_RE.match(path.name)
+    for path in sorted(Path(folder).glob("p*/seed*/*.json")):
+        m = pattern.match(path.name)
         if not m:
             continue
         try:
             res = read_json(path)
         except (OSError, ValueError) as exc:
-            warnings.warn(f"skipping unreadable result {path}: {exc}", stacklevel=2)
+            warnings.warn(f"skipping unreadable result {project_relative(path, siblings=True)}: {exc}", stacklevel=2)
             skipped.append(str(path))
             continue
         if not isinstance(res, dict):
@@ -227,6 +222,20 @@ def load_results(profile: str = "quick", results_root=None, results_dir=None) ->
             skipped.append(str(path))
             continue
         rows.append(row)
+    return rows, skipped
+
+
+def load_results(profile: str = "quick", results_root=None, results_dir=None) -> pd.DataFrame:
+    """One row per ``<folder>/p<p>/seed<seed>/<stage>-<name>.json`` (other files are ignored).
+
+    ``<folder>`` is ``results_dir`` or ``<results_root or results>/<profile>``. Columns: stage,
+    name, model, p, seed, tasks, τ (``tau_task``, ``tau``), the test metrics ``T1_acc T1_bacc
+    T1_f1 T2_top1 T2_top5 T3_bleu T3_bleu4 T3_exact``, the validation metrics ``val_T1 val_T1_bacc
+    val_T2 val_T3 val_score``, path and the parsed JSON (``result``). Unreadable files are skipped with
+    a warning; a missing folder gives an empty frame.
+    """
+    folder = results_folder(profile, results_root, results_dir)
+    rows, skipped = result_rows(folder)
     df = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     if not df.empty:
         df["p"] = df["p"].astype(int)
