@@ -1,5 +1,5 @@
 """Bad data input through ``python -m repro data``: one clear line on stderr and exit code 2, never a traceback
-(README "Bad input"). The data are synthetic (tests/synthetic_odir.py), so every test runs without ODIR-5K."""
+(docs/bad-input.md). The data are synthetic (tests/synthetic_odir.py), so every test runs without ODIR-5K."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Ablation 8 · the authors' code choices, each toggled alone against this study's default on M2 and M3.
 
-The choices (``../shared/seeds/README.md``; README "Decisions and deviations"), as options of
+The choices (``../shared/seeds/README.md``; docs/decisions.md), as options of
 :func:`repro.experiments.m2m3.run_m2` / :func:`~repro.experiments.m2m3.run_m3`:
 
 * ``kd_mean``: ``kd_reduction="mean"``, the authors' ``KLDivLoss(reduction='mean')`` (KD weight ÷ class count);
