@@ -72,9 +72,9 @@ def _print_keywords(k: dict | None) -> None:
 
 def cmd_data_from_kaggle(args) -> int:
     """``data --from-kaggle DIR [--out DIR]``: the reference subset from a Kaggle download (repro.data.kaggle)."""
-    from repro.data.kaggle import import_kaggle, report_lines
+    from repro.data.kaggle import DEFAULT_OUT, import_kaggle, report_lines
 
-    for line in report_lines(import_kaggle(args.from_kaggle, args.out or PROJECT_ROOT / "data" / "odir5k")):
+    for line in report_lines(import_kaggle(args.from_kaggle, args.out or DEFAULT_OUT)):
         print(line)
     return 0
 
@@ -120,11 +120,12 @@ def add_data(sub) -> None:
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
     p.add_argument("--from-kaggle", metavar="DIR", default=None,
-                   help="build the reference subset from an extracted Kaggle ODIR-5K download in DIR (full_df.csv + "
-                        "preprocessed_images/), write it to --out and say whether it is exactly the reference data")
+                   help="build the reference subset from an extracted Kaggle ODIR-5K download in DIR "
+                        "(full_df.csv + preprocessed_images/), write it to --out and say whether it is exactly "
+                        "the reference data")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="with --from-kaggle: the new, empty data folder to write (default: data/odir5k in the project, "
-                        "which the data root resolution finds)")
+                   help="with --from-kaggle: the new, empty data folder to write (default: data/odir5k in the "
+                        "project, which the data root resolution finds)")
     p.set_defaults(func=cmd_data)
 
 

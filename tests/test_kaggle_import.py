@@ -104,7 +104,10 @@ def test_exact_download_rebuilds_the_reference(reference, tmp_path):
     keys = keys_meta[0]
     download = make_download(ref, tmp_path / "download", damaged=False)
     out = tmp_path / "data"
+    stale = tmp_path / ".data.999999999.tmp"  # the temp folder of an import that was killed
+    (stale / "preprocessed_images").mkdir(parents=True)
     rep = K.import_kaggle(download, out, reference=keys_meta)
+    assert not stale.exists()
 
     assert rep.download == (download / "archive").resolve()
     assert rep.exact and rep.table_identical
@@ -119,7 +122,7 @@ def test_exact_download_rebuilds_the_reference(reference, tmp_path):
                for n in written)
     assert (out / "full_df.csv").read_bytes() == (ref / "full_df.csv").read_bytes()
     assert sorted(p.name for p in out.iterdir()) == ["full_df.csv", K.IMPORT_REPORT, "preprocessed_images"]
-    assert _identity(out) == _identity(ref)
+    assert rep.identity == _identity(out) == _identity(ref)
 
 
 def test_damaged_download_is_reported_image_by_image(reference, tmp_path):
@@ -152,7 +155,7 @@ def test_damaged_download_is_reported_image_by_image(reference, tmp_path):
     assert not rep.table_identical and not rep.exact
     saved = pd.read_json(out / K.IMPORT_REPORT, typ="series")
     assert saved["counts"] == {K.IDENTICAL: rep.count(K.IDENTICAL), K.SAME_PICTURE: len(UPSCALED), K.DIFFERENT: 1}
-    assert _identity(out) != _identity(ref)
+    assert rep.identity == _identity(out) != _identity(ref)
     lines = "\n".join(K.report_lines(rep))
     assert f"missing        2 reference image(s): {DUPLICATE[1]}" in lines and "verdict        not exact" in lines
 
@@ -167,7 +170,8 @@ def test_cli_uses_the_committed_key_list(reference, tmp_path, capsys):
     assert f"written        {n} of 5503 reference images" in text
     assert f"missing        {5503 - n} reference image(s)" in text
     assert f"image match    {n} identical file, 0 same picture" in text
-    assert "verdict        not exact" in text
+    assert f"verdict        not exact: {5503 - n} image(s) missing, 0 with other bytes, 0 table row(s) differ" in text
+    assert f"use            --data-root {out}" in text
     assert main(["data", "--from-kaggle", str(download), "--out", str(out)]) == 2  # not empty now
     assert "already exists and is not empty" in capsys.readouterr().err
     assert main(["data", "--out", str(tmp_path / "x")]) == 2

@@ -20,7 +20,9 @@ The committed results come from a 5,503-image subset of the Kaggle variant of OD
 5. say what differs from the reference: keys missing (and why), and for each written image whether
    its file is identical to the reference's (file hash), or the same picture with other bytes
    (:func:`thumbnail` within :data:`SAME_PICTURE_MAD`), or a different picture; and for each table
-   row whether it equals the reference's row.
+   row whether it equals the reference's row; and the written folder's data identity
+   (:func:`repro.data.splits.data_identity`, whatever it hashes), and whether it names the reference's
+   committed split files.
 
 Only when every key is written with an identical file and every row equals the reference's is the
 data the reference data (same data identity, same committed split, ``make compare`` can match).
@@ -62,9 +64,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from repro.data.sources import ODIR_CSV, ODIR_IMAGES
+from repro.data.sources import ODIR_CSV, ODIR_IMAGES, load_dataset
+from repro.data.splits import data_identity, reference_name
 from repro.errors import DataError
-from repro.io import atomic_write_text, read_json, write_json
+from repro.io import atomic_write_text, pid_alive, read_json, write_json
+from repro.paths import PROJECT_ROOT
+
+#: where ``data --from-kaggle`` writes unless told otherwise (found by the data root resolution, repro.paths)
+DEFAULT_OUT = PROJECT_ROOT / "data" / "odir5k"
+
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
@@ -285,6 +293,8 @@ class ImportReport:
     not_in_reference: int = 0                                # download rows of keys outside the reference
     dropped_columns: list[str] = field(default_factory=list)
     table_identical: bool = False
+    identity: str = ""                                       # data_identity of the written folder
+    reference_identity: bool = False                         # it names the reference's committed split files
 
     def count(self, match: str) -> int:
         return sum(w["match"] == match for w in self.written)
@@ -298,7 +308,8 @@ class ImportReport:
         return {"download": str(self.download), "out": str(self.out), "exact": self.exact,
                 "reference_images": self.reference_images, "written": len(self.written),
                 "counts": {m: self.count(m) for m in (IDENTICAL, SAME_PICTURE, DIFFERENT)},
-                "table_identical": self.table_identical, "not_in_reference": self.not_in_reference,
+                "table_identical": self.table_identical, "identity": self.identity,
+                "reference_identity": self.reference_identity, "not_in_reference": self.not_in_reference,
                 "dropped_columns": self.dropped_columns, "missing": self.missing,
                 "duplicate_rows": self.duplicate_rows, "duplicate_images": self.duplicate_images,
                 "rows_differ": self.rows_differ,
@@ -355,6 +366,14 @@ def _write_image(src: Path, dest: Path) -> tuple[str, Image.Image | None, str | 
         return "resized", written.copy(), None
 
 
+def _remove_stale_temps(out: Path) -> None:
+    """Remove the temp folders of earlier imports into ``out`` whose process no longer runs."""
+    for tmp in out.parent.glob(f".{out.name}.*.tmp"):
+        pid = tmp.name[len(out.name) + 2:-len(".tmp")]
+        if tmp.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output folder {out} already exists and is not empty; remove it or pass another --out.")
@@ -379,9 +398,8 @@ def import_kaggle(download: str | os.PathLike, out: str | os.PathLike,
     wanted = {_key(p, e) for p, e in zip(keys["patient_id"], keys["eye"])}
     report.not_in_reference = sum(k not in wanted for k in rows)
 
+    _remove_stale_temps(out)
     tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     (tmp / ODIR_IMAGES).mkdir(parents=True)
     try:
         table_rows, seen = [], {}
@@ -419,6 +437,9 @@ def import_kaggle(download: str | os.PathLike, out: str | os.PathLike,
                             "ODIR-5K download?")
         atomic_write_text(tmp / ODIR_CSV, pd.DataFrame(table_rows, columns=columns).to_csv(index=False))
         report.table_identical = file_sha256(tmp / ODIR_CSV, None) == meta["table_sha256"]
+        written = load_dataset(tmp)
+        report.identity = data_identity(written.manifest, written.name)
+        report.reference_identity = reference_name(report.identity) is not None
         write_json(tmp / IMPORT_REPORT, report.to_json())
         _check_out(out)
         if out.exists():
@@ -466,10 +487,20 @@ def report_lines(report: ImportReport) -> list[str]:
     lines.append(f"table          {len(report.written) - differ} row(s) equal to the reference's, {differ} differ"
                  + (": " + _listed([f"{d['key']} (line {d['line']})" for d in report.rows_differ]) if differ else "")
                  + f"; full_df.csv {'identical to' if report.table_identical else 'differs from'} the reference's")
+    lines.append(f"data identity  {report.identity}  "
+                 + ("(the reference subset's: its committed split files apply)" if report.reference_identity else
+                    "(not the reference subset's: runs on it make a split file of their own)"))
     if report.exact:
-        lines.append("verdict        exact: this is the reference data; its committed split is used and "
+        lines.append("verdict        exact: every image file and the table are the reference's; "
                      "`make compare` can match the committed results")
     else:
-        lines.append("verdict        not exact: the data identity differs from the reference's, so a split file of "
-                     "its own is made and `make compare` cannot match exactly (docs: data from a download)")
+        other = len(report.written) - report.count(IDENTICAL)
+        lines.append(f"verdict        not exact: {len(report.missing)} image(s) missing, {other} with other bytes, "
+                     f"{differ} table row(s) differ; runs on it work, but `make compare` cannot match the committed "
+                     "results exactly")
+    if report.out == DEFAULT_OUT.resolve():
+        lines.append(f"use            the project finds {report.out} by itself (unless $REPRO_DATA names another "
+                     "folder)")
+    else:
+        lines.append(f"use            --data-root {report.out}  (make: DATA_ROOT={report.out}; or $REPRO_DATA)")
     return lines
