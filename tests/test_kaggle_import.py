@@ -203,3 +203,20 @@ def test_committed_key_list_matches_the_reference_data(reference, odir_root):
     assert committed_meta["columns"] == meta["columns"]
     head = committed.set_index(["patient_id", "eye"]).loc[list(zip(keys["patient_id"], keys["eye"]))]
     assert (head.reset_index().values == keys.values).all()
+
+
+def test_unusable_images_are_listed_not_written(reference, tmp_path):
+    ref, keys_meta = reference
+    download = make_download(ref, tmp_path / "download", damaged=False)
+    img = download / "archive" / "preprocessed_images"
+    (img / "13_left.jpg").write_bytes(b"not a jpeg")
+    Image.new("RGB", (512, 384), (90, 40, 20)).save(img / "14_left.jpg")
+    Image.new("RGB", (128, 128), (90, 40, 20)).save(img / "15_left.jpg")
+    rep = K.import_kaggle(download, tmp_path / "data", reference=keys_meta)
+    missing = {m["key"]: m["reason"] for m in rep.missing}
+    assert set(missing) == {"13_left", "14_left", "15_left"}
+    assert missing["13_left"].startswith("unreadable image (")
+    assert missing["14_left"] == "not square (512 x 384 px)"
+    assert missing["15_left"] == "smaller than the reference (128 px < 256 px)"
+    assert not any((tmp_path / "data" / "preprocessed_images" / f"{k}.jpg").exists() for k in missing)
+    assert len(rep.written) == len(keys_meta[0]) - 3 == rep.count(K.IDENTICAL)
