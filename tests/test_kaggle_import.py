@@ -20,7 +20,7 @@ from repro.data import kaggle as K
 from repro.data.sources import load_dataset
 from repro.data.splits import data_identity
 from repro.errors import DataError
-from tests.conftest import make_tiny_odir
+from conftest import make_tiny_odir
 
 N_PATIENTS = 30
 

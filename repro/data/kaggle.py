@@ -285,7 +285,7 @@ class ImportReport:
     download: Path
     out: Path
     reference_images: int
-    written: list[dict] = field(default_factory=list)       # key, image, action (copied/resized), match, mad
+    written: list[dict] = field(default_factory=list)       # key, image, action (copied/resized), match, thumb_mad
     missing: list[dict] = field(default_factory=list)       # key, reason
     duplicate_rows: list[dict] = field(default_factory=list)   # key, line, same_as_line
     duplicate_images: list[dict] = field(default_factory=list)  # key, same_as
