@@ -70,7 +70,20 @@ def _print_keywords(k: dict | None) -> None:
         print(f"  by rule: {r['keyword']!r} x{r['count']} -> {cat}  ({r['means']})")
 
 
+def cmd_data_from_kaggle(args) -> int:
+    """``data --from-kaggle DIR [--out DIR]``: the reference subset from a Kaggle download (repro.data.kaggle)."""
+    from repro.data.kaggle import DEFAULT_OUT, import_kaggle, report_lines
+
+    for line in report_lines(import_kaggle(args.from_kaggle, args.out or DEFAULT_OUT)):
+        print(line)
+    return 0
+
+
 def cmd_data(args) -> int:
+    if args.from_kaggle:
+        return cmd_data_from_kaggle(args)
+    if args.out:
+        raise ConfigError("--out names where --from-kaggle writes; give --from-kaggle DIR with it")
     from repro.data.prepare import data_summary, prepare_data
     from repro.paths import check_writable, layout
 
@@ -106,6 +119,13 @@ def add_data(sub) -> None:
                    help="results root whose splits/ and cache/ this uses (default: $REPRO_RESULTS, else out/)")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    p.add_argument("--from-kaggle", metavar="DIR", default=None,
+                   help="build the reference subset from an extracted Kaggle ODIR-5K download in DIR "
+                        "(full_df.csv + preprocessed_images/), write it to --out and say whether it is exactly "
+                        "the reference data")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="with --from-kaggle: the new, empty data folder to write (default: data/odir5k in the "
+                        "project, which the data root resolution finds)")
     p.set_defaults(func=cmd_data)
 
 
