@@ -34,11 +34,16 @@ def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=4)
-def _prepared(data_root, profile_name, overrides, skip_bad_images, strict_keywords, lay):
+def _prepared(data_root: str | None, profile: Profile, skip_bad_images: bool, strict_keywords: bool, lay):
+    """The prepared data of one data root and profile, once per process.
+
+    Keyed by the whole (hashable) profile, never by its name: a modified profile (another image size,
+    taxonomy, ``max_patients`` or split seed) gets data prepared with its own settings.
+    """
     from repro.data.prepare import prepare_data
 
-    return prepare_data(data_root=data_root, profile=get_profile(profile_name, **dict(overrides)),
-                        skip_bad_images=skip_bad_images, strict_keywords=strict_keywords, layout=lay)
+    return prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
+                        strict_keywords=strict_keywords, layout=lay)
 
 
 #: profile settings a stage's teachers must share with it (besides data, split, classes and vocabulary)
@@ -122,7 +127,10 @@ class Context:
 def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, data_root=None,
                  results_dir=None, runs_dir=None, skip_bad_images: bool = False, strict_keywords: bool = False,
                  **overrides) -> Context:
-    """Load (once per process) the prepared data of ``profile`` and set up output folders.
+    """Load (once per process and profile) the prepared data of ``profile`` and set up output folders.
+
+    ``profile`` is a name or a :class:`Profile` (a modified one included: its own settings prepare the data);
+    ``overrides`` change settings of it.
 
     ``results_dir`` is ``R/<profile>`` of a results root ``R`` (default ``$REPRO_RESULTS`` or ``out/``); the
     runs folder (``runs_dir``, default ``R/runs/<profile>`` or ``$REPRO_RUNS/<profile>``), the cache
@@ -140,8 +148,8 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     runs = Path(runs_dir).expanduser() if runs_dir else lay.profile_runs(name)
     for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
         check_writable(folder, what)
-    prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())),
-                         bool(skip_bad_images), bool(strict_keywords), lay)
+    prepared = _prepared(None if data_root is None else str(data_root), prof, bool(skip_bad_images),
+                         bool(strict_keywords), lay)
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
                   device=resolve_device(prof.device), cache_dir=lay.cache)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
