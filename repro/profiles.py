@@ -100,6 +100,8 @@ class Profile:
         return replace(self, **kw)
 
 
+DEFAULT_PROFILE = "quick"  # the profile of every command and notebook unless told otherwise
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", image_size=96, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=64,

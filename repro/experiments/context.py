@@ -219,8 +219,12 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
 
 
 def _train_command(ctx: Context, stage: str) -> str:
-    return (f"`python -m repro train --stage {stage} --profile {ctx.profile.name} --p {ctx.p} --seed {ctx.seed} "
-            f"--results-dir {project_relative(ctx.results_dir)}`")
+    """The ``train`` command line that writes this run's ``stage``: ``--results-root`` when the results folder is
+    ``<root>/<profile>``, else the deprecated ``--results-dir`` that names the folder itself."""
+    folder = ctx.results_dir
+    where = (f"--results-root {project_relative(folder.parent)}" if folder.name == ctx.profile.name
+             else f"--results-dir {project_relative(folder)}")
+    return f"`python -m repro train --stage {stage} --profile {ctx.profile.name} --p {ctx.p} --seed {ctx.seed} {where}`"
 
 
 def checkpoint_mismatch(ctx: Context, payload: dict[str, Any]) -> list[str]:
@@ -257,7 +261,7 @@ def check_checkpoint(ctx: Context, path: Path, payload: dict[str, Any], stage: s
         raise CheckpointMismatchError(
             f"checkpoint {project_relative(path)} was trained for another run: {'; '.join(diff)}. Its models "
             f"cannot teach or start this one; run {_train_command(ctx, stage)} for this data and profile, "
-            "or point --results-dir / results_dir at the results whose teachers you mean")
+            "or point --results-root / results_dir at the results whose teachers you mean")
 
 
 def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
