@@ -44,7 +44,8 @@ def epoch_line(desc: str, epoch: int, max_epochs: int, loss: float, score: float
     return f"{desc} epoch {epoch}/{max_epochs}: loss {loss:.3f} val {score:.3f}"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``42s``, ``1m05s`` or ``2h03m``."""
     s = int(round(seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
@@ -132,9 +133,9 @@ class LogBar:
         count = f"{self.n:g}/{self.total:g} {self.unit}" if self.total else f"{self.n:g} {self.unit}"
         if self.total:
             count += f" ({100 * self.n / self.total:.0f}%)"
-        parts = [count, f"done in {_duration(elapsed)}" if done else _duration(elapsed)]
+        parts = [count, f"done in {duration_text(elapsed)}" if done else duration_text(elapsed)]
         if not done and self.total and 0 < self.n < self.total:
-            parts.append(f"about {_duration(elapsed * (self.total - self.n) / self.n)} left")
+            parts.append(f"about {duration_text(elapsed * (self.total - self.n) / self.n)} left")
         if self.postfix:
             parts.append(self.postfix)
         return f"{self.desc}: {', '.join(parts)}" if self.desc else ", ".join(parts)

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 
 from repro.errors import ConfigError
-from repro.experiments import context
 from repro.experiments.context import make_context
 from repro.profiles import PROFILES, Profile, get_profile
 
@@ -52,15 +51,12 @@ def test_modified_profile_reaches_data_preparation(monkeypatch, tmp_path):
         return SimpleNamespace(data_identity=f"fake-{profile.image_size}", split_hash="0" * 16, profile=profile)
 
     monkeypatch.setattr("repro.data.prepare.prepare_data", fake_prepare)
-    context._prepared.cache_clear()
-    try:
-        base = make_context("smoke", data_root=tmp_path, results_dir=tmp_path / "R" / "smoke")
-        copy = get_profile("smoke").with_overrides(**DATA_SETTINGS)
-        mod = make_context(copy, data_root=tmp_path, results_dir=tmp_path / "R" / "smoke")
-        by_kw = make_context("smoke", data_root=tmp_path, results_dir=tmp_path / "R" / "smoke", **DATA_SETTINGS)
-        again = make_context("smoke", data_root=tmp_path, results_dir=tmp_path / "R" / "smoke")
-    finally:
-        context._prepared.cache_clear()
+    results = tmp_path / "R" / "smoke"  # this test's own data root: nothing of it is cached yet
+    base = make_context("smoke", data_root=tmp_path, results_dir=results)
+    copy = get_profile("smoke").with_overrides(**DATA_SETTINGS)
+    mod = make_context(copy, data_root=tmp_path, results_dir=results)
+    by_kw = make_context("smoke", data_root=tmp_path, results_dir=results, **DATA_SETTINGS)
+    again = make_context("smoke", data_root=tmp_path, results_dir=results)
     assert seen == [get_profile("smoke"), copy]           # prepared once per distinct profile
     assert base.prepared is again.prepared and mod.prepared is by_kw.prepared
     assert mod.prepared.profile == copy and mod.profile == copy

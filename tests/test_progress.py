@@ -109,4 +109,4 @@ def test_image_cache_bar_in_a_log(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("seconds, text", [(0.4, "0s"), (59, "59s"), (61, "1m01s"), (3725, "1h02m")])
 def test_durations(seconds, text):
-    assert progress._duration(seconds) == text
+    assert progress.duration_text(seconds) == text
