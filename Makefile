@@ -15,6 +15,9 @@ REFERENCE ?= results
 TOLERANCE ?= 0.01
 FORCE  ?=
 FORCE_ARG := $(if $(FORCE),--force,)
+# make lab LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888": options for jupyter lab (--allow-root is added for root)
+LAB_ARGS ?=
+ROOT_ARG = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 # torch: the CPU build where no GPU is present and the CPU wheel index answers, else the default build
 TORCH ?= 2.14.1
 TORCHVISION ?= 0.29.1
@@ -54,7 +57,7 @@ test: venv
 	$(PY) -m pytest -q tests notebooks --nbval-lax --nbval-current-env
 
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARG) $(LAB_ARGS)
 
 bench: venv
 	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG)
@@ -70,7 +73,7 @@ report: venv
 
 # the committed report in headless Chromium (REPORT=out/quick/report/report.html checks your own)
 check-report: venv
-	$(PY) -m repro.report.check $(or $(REPORT),$(REFERENCE)/$(PROFILE)/report/report.html)
+	$(PY) -m repro check-report $(or $(REPORT),$(REFERENCE)/$(PROFILE)/report/report.html)
 
 clean-cache:
 	rm -rf $(RESULTS)/cache/

@@ -1,9 +1,11 @@
 """Command line: ``python -m repro <command>``, every sub-command in one place (docs/design.md §6).
 
-``data``, ``sweep``/``run-notebook``, ``train``, ``evaluate``, ``bench`` and ``report``.
-Each ``add_<command>(subparsers)`` declares the flags; each ``cmd_<command>(args)``
-imports what it runs only when it runs (``--help`` stays fast). :func:`main` turns
-user errors (:class:`repro.errors.ReproError`) into one clear line.
+``data``, ``sweep``/``run-notebook``, ``train``, ``evaluate``, ``bench``, ``report``, ``compare`` and
+``check-report``. Each ``add_<command>(subparsers)`` declares the flags, every one with its help; each
+``cmd_<command>(args)`` imports what it runs only when it runs (``--help`` stays fast). Options shared by
+several commands (``--profile``, ``--data-root``, ``--results-root``) take their help, defaults included,
+from one place: the ``*_HELP`` strings below, built from :mod:`repro.paths` and :mod:`repro.profiles`.
+:func:`main` turns user errors (:class:`repro.errors.ReproError`) into one clear line.
 """
 
 from __future__ import annotations
@@ -17,9 +19,39 @@ from typing import Any
 
 from repro.errors import ConfigError, ReproError
 from repro.names import CODES, P_VALUES, SUBSETS
-from repro.paths import PROJECT_ROOT, project_relative
+from repro.paths import (DEFAULT_RESULTS_ROOT, PROJECT_ROOT, REFERENCE_RESULTS_ROOT, data_root_candidates,
+                         project_relative)
+from repro.profiles import DEFAULT_PROFILE, PROFILES
 from repro.sweep.kernel import DEFAULT_KERNEL
-from repro.sweep.plan import DEFAULT_SEEDS
+from repro.sweep.plan import DEFAULT_SEEDS, NOTEBOOKS_DIR
+
+# ---------------------------------------------------------------- options shared by several commands
+
+
+def _folder(path: Path) -> str:
+    return f"{project_relative(path, siblings=True)}/"
+
+
+RESULTS_ROOT_HELP = (f"results root R: results in R/<profile>, checkpoints in R/runs, caches in R/cache (default: "
+                     f"$REPRO_RESULTS, else {_folder(DEFAULT_RESULTS_ROOT)}; the committed "
+                     f"{_folder(REFERENCE_RESULTS_ROOT)} only when named here)")
+DATA_ROOT_HELP = ("ODIR-5K folder (Kaggle layout: full_df.csv + preprocessed_images/) or a folder with manifest.csv "
+                  f"(default: $REPRO_DATA, else {' or '.join(_folder(q) for q in data_root_candidates()[-2:])})")
+PROFILE_HELP = f"run profile: {', '.join(PROFILES)} (default: {DEFAULT_PROFILE})"
+P_HELP = f"labeled fraction in %%, one of {', '.join(map(str, P_VALUES))}"
+
+
+def _profile_flag(p: Any, what: str = "") -> None:
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help=PROFILE_HELP + (f"; {what}" if what else ""))
+
+
+def _data_root_flag(p: Any) -> None:
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+
+
+def _results_root_flag(p: Any, help: str = RESULTS_ROOT_HELP) -> None:
+    p.add_argument("--results-root", default=None, help=help)
+
 
 # ---------------------------------------------------------------- data
 
@@ -109,14 +141,13 @@ def cmd_data(args) -> int:
 
 def add_data(sub) -> None:
     p = sub.add_parser("data", help="prepare ODIR-5K (or a manifest CSV folder): labels, split file, image cache")
-    p.add_argument("--data-root", default=None, help="data folder (default: $REPRO_DATA, data/odir5k, ../shared/data/odir5k)")
-    p.add_argument("--profile", default="quick", help="smoke | quick | paper (decides image size and subsampling)")
+    _data_root_flag(p)
+    _profile_flag(p, "it decides image size and subsampling")
     p.add_argument("--summary", action="store_true", help="print split and class counts")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--skip-bad-images", action="store_true", help="skip unreadable images and list them instead of failing")
     p.add_argument("--no-images", action="store_true", help="labels and split only; do not build the image cache")
-    p.add_argument("--results-root", default=None,
-                   help="results root whose splits/ and cache/ this uses (default: $REPRO_RESULTS, else out/)")
+    _results_root_flag(p)
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
     p.add_argument("--from-kaggle", metavar="DIR", default=None,
@@ -141,13 +172,12 @@ def _data_flags(sp: Any) -> None:
 
 
 def _common_args(sp: Any) -> None:
-    sp.add_argument("--profile", default="quick", help="run profile: smoke, quick or paper (default: quick)")
+    _profile_flag(sp)
     sp.add_argument("--force", action="store_true", help="rerun runs whose result JSON already exists")
-    sp.add_argument("--data-root", default=None, help="ODIR-5K folder passed to notebooks that take data_root")
-    sp.add_argument("--results-root", default=None,
-                    help="results root; a profile's results go to <root>/<profile>, checkpoints to <root>/runs "
-                         "(default: out/, or $REPRO_RESULTS; the committed results/ only when named here)")
-    sp.add_argument("--notebooks-dir", default=None, help="folder of the numbered notebooks (default: notebooks/)")
+    _data_root_flag(sp)
+    _results_root_flag(sp)
+    sp.add_argument("--notebooks-dir", default=None,
+                    help=f"folder of the numbered notebooks (default: {_folder(NOTEBOOKS_DIR)})")
     sp.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="extra notebook parameter (JSON or Python literal), for the notebooks that declare it; repeatable")
     sp.add_argument("--kernel", default=None,
@@ -248,7 +278,7 @@ def add_sweep(subparsers: Any) -> None:
         description="Run one notebook with papermill for one (p, seed); skipped if its result JSON exists "
                     "unless --force. The executed notebook goes to <results>/<profile>/executed/.")
     rp.add_argument("notebook", help="number, stem or path, e.g. 02 or 02_m2_distill")
-    rp.add_argument("--p", type=int, default=None, help="labeled fraction in %% (notebooks that take p)")
+    rp.add_argument("--p", type=int, default=None, help=P_HELP + " (notebooks that take p)")
     rp.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
     _common_args(rp)
     rp.set_defaults(func=_cmd_run_notebook)
@@ -256,12 +286,25 @@ def add_sweep(subparsers: Any) -> None:
 
 # ---------------------------------------------------------------- train
 
+def _train_results_dir(args) -> str | None:
+    """The profile folder ``train`` writes to: ``<--results-root>/<profile>``, or the deprecated ``--results-dir``."""
+    if args.results_dir is None:
+        return None if args.results_root is None else str(Path(args.results_root).expanduser() / args.profile)
+    if args.results_root is not None:
+        raise ConfigError("give --results-root or the deprecated --results-dir, not both")
+    root = Path(args.results_dir).expanduser().parent
+    print(f"warning: --results-dir is deprecated; use --results-root {root} (the folder holding {args.profile}/)",
+          file=sys.stderr)
+    return args.results_dir
+
+
 def cmd_train(args) -> int:
     from repro.experiments.context import check_stage_inputs, make_context
     from repro.sweep.lock import _sweep_lock
 
-    ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root, results_dir=args.results_dir,
-                       skip_bad_images=args.skip_bad_images, strict_keywords=args.strict_keywords)
+    ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root,
+                       results_dir=_train_results_dir(args), skip_bad_images=args.skip_bad_images,
+                       strict_keywords=args.strict_keywords)
     check_stage_inputs(ctx, args.stage)  # every earlier model present and of this run, before any training
     with _sweep_lock(ctx.results_dir, lambda msg: print(msg, file=sys.stderr), command="train"):
         return _train_stage(ctx, args)
@@ -297,16 +340,21 @@ def _train_stage(ctx, args) -> int:
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train one stage (m1 teachers, tau study, m2, m3) for one profile, p and seed")
-    p.add_argument("--stage", choices=("m1", "tau", "ensemble", "m2", "m3"), default="m1")
+    p.add_argument("--stage", choices=("m1", "tau", "ensemble", "m2", "m3"), default="m1",
+                   help="m1: the seven teachers; tau: the temperature study; ensemble: the M1 ensemble's test "
+                        "metrics; m2 / m3: distillation on labeled / unlabeled data, single and ensemble teacher "
+                        "(default: m1)")
     p.add_argument("--subsets", nargs="*", help="M1 task subsets, e.g. T1 T1+T3 (default: all seven)")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--p", type=int, default=15)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--taus", default="validation", help="validation | authors | a number")
-    p.add_argument("--data-root", default=None)
+    _profile_flag(p)
+    p.add_argument("--p", type=int, default=15, help=P_HELP + " (default: 15)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--taus", default="validation",
+                   help="τ of m2/m3: validation (the τ study's choice), authors (the published code's per-p "
+                        "table), or one number (default: validation)")
+    _data_root_flag(p)
+    _results_root_flag(p)
     p.add_argument("--results-dir", default=None,
-                   help="<results root>/<profile> (default: out/<profile>, or $REPRO_RESULTS/<profile>); "
-                        "checkpoints go to <results root>/runs/")
+                   help="deprecated: the profile folder <results root>/<profile>; use --results-root")
     p.add_argument("--force", action="store_true", help="retrain even if the result exists")
     _data_flags(p)
     p.set_defaults(func=cmd_train)
@@ -319,7 +367,7 @@ def cmd_evaluate(args) -> int:
 
     r = evaluate_checkpoint(args.checkpoint, args.data_root, split=args.split, out=args.out,
                             skip_bad_images=args.skip_bad_images, device=args.device,
-                            strict_keywords=args.strict_keywords)
+                            strict_keywords=args.strict_keywords, results_root=args.results_root)
     c = r["counts"]
     print(f"{r['dataset']} ({r['layout']}), split {r['split']}: {c['images']} images; "
           f"unknown T1 {c['unknown_coarse']}, T2 folded {c['fine_folded_to_other']}, unknown T2 {c['unknown_fine']}, "
@@ -340,15 +388,21 @@ def cmd_evaluate(args) -> int:
 
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="evaluate a saved checkpoint on a data folder (ODIR layout or manifest.csv)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--checkpoint", required=True,
+                   help="a model checkpoint (.pt) written by train or the notebooks, under <results root>/runs/")
+    _data_root_flag(p)
     p.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="all images of the folder (default) or one split of the study's split file")
     p.add_argument("--out", default=None, help="result JSON (default: beside the checkpoint)")
-    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="skip unreadable images and list them in the result instead of failing")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when present, else the CPU), cpu, cuda or cuda:N (default: auto)")
+    _results_root_flag(p, "results root whose cache/ (decoded images) and splits/ (split files of data other than "
+                          "the reference subset) this uses (default: $REPRO_RESULTS, else "
+                          f"{_folder(DEFAULT_RESULTS_ROOT)})")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -369,10 +423,10 @@ def cmd_bench(args) -> int:
 
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="training throughput: bare ceiling vs end-to-end M1 and M2-ensemble steps")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling")
-    p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end")
+    _profile_flag(p)
+    _data_root_flag(p)
+    p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling (default: 30)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end (default: 2)")
     p.set_defaults(func=cmd_bench)
 
 
@@ -395,11 +449,13 @@ def cmd_report(args) -> int:
 
 def add_report(subparsers) -> None:
     p = subparsers.add_parser("report", help="build the report: HTML (notebook 06), LaTeX tables, figures, claims")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--results-root", default=None, help="folder holding <profile>/ (default: results)")
-    p.add_argument("--out-dir", default=None, help="default: <results-root>/<profile>/report")
+    _profile_flag(p)
+    _results_root_flag(p)
+    p.add_argument("--out-dir", default=None,
+                   help="where the HTML, LaTeX tables and headline go (default: <results root>/<profile>/report)")
     p.add_argument("--figures-dir", default=None,
-                   help="default: <results-root>/figures ($REPRO_FIGURES overrides); also where the Grad-CAM figures are read")
+                   help="where the figures go, and where the Grad-CAM figures are read (default: "
+                        "<results root>/figures; $REPRO_FIGURES overrides)")
     p.add_argument("--no-notebook", action="store_true", help="only tables, figures and the headline (no HTML)")
     p.set_defaults(func=cmd_report)
 
@@ -422,19 +478,56 @@ def add_compare(subparsers) -> None:
         description="Compare T1 balanced accuracy and accuracy, T2 top-1 and T3 BLEU of every result JSON "
                     "(per p, seed, stage and model) in <results-root>/<profile> with <reference>/<profile>. "
                     "Exit code 0 when every compared value is within the tolerance, 1 otherwise.")
-    p.add_argument("--profile", default="quick")
-    p.add_argument("--results-root", default=None,
-                   help="the reproduction's results root (default: the results root of every command)")
-    p.add_argument("--reference", default=None, help="the reference results root (default: the committed results/)")
+    _profile_flag(p)
+    _results_root_flag(p, "the reproduction's results root (default: $REPRO_RESULTS, else "
+                          f"{_folder(DEFAULT_RESULTS_ROOT)})")
+    p.add_argument("--reference", default=None,
+                   help=f"the reference results root (default: the committed {_folder(REFERENCE_RESULTS_ROOT)})")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                    help=f"largest allowed absolute difference per metric (default: {DEFAULT_TOLERANCE})")
     p.set_defaults(func=cmd_compare)
 
 
+# ---------------------------------------------------------------- check-report
+
+REPORT_FILE = Path("report") / "report.html"  # a report's HTML, inside <results root>/<profile>
+
+
+def cmd_check_report(args) -> int:
+    from repro.paths import layout
+    from repro.report.check import main as check_main
+
+    files = args.html or [str(layout(args.results_root).results(args.profile) / REPORT_FILE)]
+    flags = ["--no-browser"] if args.no_browser else []
+    if args.screenshot:
+        flags += ["--screenshot", args.screenshot]
+    if args.min_images is not None:
+        flags += ["--min-images", str(args.min_images)]
+    return check_main([*files, *flags])
+
+
+def add_check_report(subparsers) -> None:
+    p = subparsers.add_parser(
+        "check-report", help="check a report's HTML as a reader gets it (headless Chromium renders it)",
+        description="Check report HTML: no cut table, no absolute path, every figure present, and headless "
+                    "Chromium renders it. Exit code 0 when every report passes, 1 when one has problems, 2 when "
+                    "a file is missing or no browser is found.")
+    p.add_argument("html", nargs="*", metavar="FILE",
+                   help=f"report(s) to check (default: <results root>/<profile>/{REPORT_FILE.as_posix()})")
+    _profile_flag(p, "names the default report")
+    _results_root_flag(p, "results root of the default report (default: $REPRO_RESULTS, else "
+                          f"{_folder(DEFAULT_RESULTS_ROOT)}; {_folder(REFERENCE_RESULTS_ROOT)} for the committed one)")
+    p.add_argument("--no-browser", action="store_true", help="only the checks of the file, no Chromium")
+    p.add_argument("--screenshot", default=None, help="where to keep Chromium's screenshot (default: a temporary file)")
+    p.add_argument("--min-images", type=int, default=None,
+                   help="fewest figures a report must hold (default: the check's own minimum)")
+    p.set_defaults(func=cmd_check_report)
+
+
 # ---------------------------------------------------------------- assembly
 
 # in the order they appear in --help
-COMMANDS = (add_data, add_sweep, add_train, add_evaluate, add_bench, add_report, add_compare)
+COMMANDS = (add_data, add_sweep, add_train, add_evaluate, add_bench, add_report, add_compare, add_check_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

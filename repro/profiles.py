@@ -8,14 +8,34 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from repro.errors import ConfigError
 
 
+def _frozen(key: str, value: Any) -> Any:
+    """``value`` with lists made tuples, so that a profile holding it can be hashed."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(key, v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        raise ConfigError(f"profile setting extra[{key!r}] = {value!r} cannot be hashed; give a number, a string, "
+                          "a bool or a list of them") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Profile:
+    """One run profile: every setting that decides data preparation, models and training.
+
+    Frozen and hashable (``extra`` is held as sorted ``(key, value)`` pairs; a mapping given for it is
+    converted), so a profile, not its name, keys what is computed from it (the prepared data of
+    :func:`repro.experiments.context.make_context`).
+    """
+
     name: str
     encoder: str = "efficientnet_lite0"
     pretrained: bool = True
@@ -58,13 +78,19 @@ class Profile:
     device: str = "auto"
     num_threads: int | None = None
     split_seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: tuple[tuple[str, Any], ...] = ()  # further settings, as (key, value) pairs; a mapping is accepted
+
+    def __post_init__(self) -> None:
+        pairs = self.extra.items() if isinstance(self.extra, Mapping) else self.extra
+        object.__setattr__(self, "extra", tuple(sorted((str(k), _frozen(str(k), v)) for k, v in pairs)))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting as JSON-ready values (the ``profile_settings`` of a result file; ``extra`` a mapping)."""
         d = asdict(self)
         d["views"] = list(self.views)
         d["taps"] = None if self.taps is None else list(self.taps)
         d["taus"] = list(self.taus)
+        d["extra"] = dict(self.extra)
         return d
 
     def with_overrides(self, **kw: Any) -> "Profile":
@@ -73,6 +99,8 @@ class Profile:
             raise ConfigError(f"unknown profile setting(s) {unknown}; known: {sorted(self.__dataclass_fields__)}")
         return replace(self, **kw)
 
+
+DEFAULT_PROFILE = "quick"  # the profile of every command and notebook unless told otherwise
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(

@@ -120,11 +120,11 @@ def test_teachers_of_another_results_folder_are_not_used(odir_root, teachers_a, 
     check_stage_inputs(ctx_a, "m2")  # A's own teachers: found and matching
     b = tmp_path / "B" / "smoke"
     rc = main(["train", "--stage", "m2", "--profile", "smoke", "--p", "15", "--seed", "0",
-               "--data-root", str(odir_root), "--results-dir", str(b)])
+               "--data-root", str(odir_root), "--results-root", str(b.parent)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert "m2 needs 7 earlier model(s) that are missing" in err and str(tmp_path / "B" / "runs") in err
-    assert f"train --stage m1 --profile smoke --p 15 --seed 0 --results-dir {b}" in err
+    assert f"train --stage m1 --profile smoke --p 15 --seed 0 --results-root {b.parent}" in err
     assert not list((tmp_path / "B").rglob("*.pt")) and not list((tmp_path / "B").rglob("*.json"))
 
 
@@ -163,7 +163,7 @@ def test_teachers_of_another_profile_or_vocabulary_are_refused(ctx_a, tmp_path):
 def test_ensemble_on_a_manifest_folder_after_m1_on_odir_fails_early(teachers_a, root_a, tmp_path, capsys):
     data = write_manifest_folder(tmp_path / "data")
     rc = main(["train", "--stage", "ensemble", "--profile", "smoke", "--data-root", str(data),
-               "--results-dir", str(root_a / "smoke")])
+               "--results-root", str(root_a)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "ensemble needs 7 earlier model(s) that are missing" in err  # not a ValueError deep inside
     assert "label 0" not in err
@@ -193,7 +193,7 @@ def test_train_takes_the_sweep_lock(odir_root, tmp_path, capsys):
         (res / LOCK_FILE).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
                                                  "started": "now", "command": "sweep"}))
         rc = main(["train", "--stage", "m1", "--subsets", "T1", "--profile", "smoke", "--data-root", str(odir_root),
-                   "--results-dir", str(res)])
+                   "--results-root", str(res.parent)])
     finally:
         other.kill()
         other.wait()
@@ -257,7 +257,7 @@ def test_train_into_an_unwritable_results_folder_fails_before_training(tmp_path,
     import repro.data.prepare as prep
 
     monkeypatch.setattr(prep, "prepare_data", lambda *a, **k: pytest.fail("data prepared before the check"))
-    rc = main(["train", "--stage", "m1", "--profile", "smoke", "--results-dir", str(blocker / "smoke")])
+    rc = main(["train", "--stage", "m1", "--profile", "smoke", "--results-root", str(blocker)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "is not writable" in err and "a_file is a file" in err
 

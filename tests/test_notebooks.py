@@ -1,16 +1,17 @@
-"""What the notebooks compute (recommenders-style notebook tests).
+"""What the notebooks compute (recommenders-style notebook tests), and what their metadata names.
 
-Each notebook runs once through papermill under the ``smoke`` profile into a
-temporary results folder (one shared run of 00 → 06, module-scoped), and each
-test reads the result JSON a notebook wrote and asserts what it must hold.
-``pytest --nbval-lax notebooks`` separately checks that the notebooks run as
-committed.
+Every numbered notebook (00–07) runs once through papermill under the ``smoke`` profile into a
+temporary results root (one shared run, module-scoped), in the order and with the parameters a sweep
+gives them (:func:`repro.sweep.plan.plan_sweep` for p = 15, seed 0: 00, then 01, the τ study 04,
+02, 03 and 07, then 05 and 06). Each test reads the result JSON a notebook wrote and asserts what it
+must hold. ``pytest --nbval-lax notebooks`` separately checks that the notebooks run as committed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -24,40 +25,60 @@ papermill = pytest.importorskip("papermill")
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 PROFILE = "smoke"
 P, SEED = 15, 0
-ORDER = ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam",
-         "07_ablations", "06_report")
-PARAMS = {
-    "00_data": {},
-    "01_m1_teachers": {"p": P, "seed": SEED},
-    "02_m2_distill": {"p": P, "seed": SEED},
-    "03_m3_unlabeled": {"p": P, "seed": SEED},
-    "04_temperature": {"p": P, "seed": SEED},
-    "05_gradcam": {"cam_seed": SEED, "ps": [P]},
-    "07_ablations": {"p": P, "seed": SEED},
-    "06_report": {},
-}
+
+
+def smoke_plan(results_root: Path, figures: Path) -> list:
+    """The sweep's runs of every numbered notebook for ``(smoke, p = 15, seed 0)``; Grad-CAM (05) shows that
+    seed and p, and its figures go to ``figures``."""
+    from repro.sweep.plan import plan_sweep
+
+    return plan_sweep(None, PROFILE, [P], [SEED], results_root=results_root,
+                      extra_params={"cam_seed": SEED, "ps": [P], "figures_dir": str(figures)})
+
+
+def test_the_plan_runs_every_notebook_once_with_its_parameters(tmp_path):
+    runs = smoke_plan(tmp_path / "results", tmp_path / "figures")
+    stems = [r.stem for r in runs]
+    assert sorted(stems) == sorted(q.stem for q in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert stems.index("04_temperature") < stems.index("02_m2_distill") and stems[-1] == "06_report"
+    for r in runs:
+        assert r.parameters["profile"] == PROFILE and r.parameters["results_dir"] == str(tmp_path / "results" / PROFILE)
+        assert (r.p, r.seed) in ((P, SEED), (None, None))
+    gradcam = next(r for r in runs if r.stem == "05_gradcam").parameters
+    assert (gradcam["cam_seed"], gradcam["ps"], gradcam["figures_dir"]) == (SEED, [P], str(tmp_path / "figures"))
+
+
+def test_notebooks_name_the_project_kernel():
+    """Each notebook (and its jupytext script) names the kernel ``make venv`` installs, not ``python3``."""
+    name, display = re.search(r'ipykernel install .*--name (\S+) --display-name "([^"]+)"',
+                              (PROJECT_ROOT / "Makefile").read_text()).groups()
+    for nb in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        spec = json.loads(nb.read_text())["metadata"]["kernelspec"]
+        assert (spec["name"], spec["display_name"]) == (name, display), nb.name
+        header = nb.with_suffix(".py").read_text().split("# ---", 2)[1]
+        assert f"#     name: {name}\n" in header and f"#     display_name: {display}\n" in header, nb.name
 
 
 @pytest.fixture(scope="module")
 def smoke(odir_root, tmp_path_factory):
-    """Run notebooks 00–06 once (smoke profile, p = 15, seed 0) into a temp folder; return its paths."""
+    """Run every notebook once as the sweep would (smoke profile, p = 15, seed 0) into a temp folder; return
+    its paths."""
     from repro.sweep.kernel import DEFAULT_KERNEL, kernel_env
 
     tmp = tmp_path_factory.mktemp("notebooks")
-    results = tmp / "results"
-    env = {"REPRO_RUNS": str(tmp / "runs"), "REPRO_FIGURES": str(tmp / "figures"), "MPLBACKEND": "Agg",
+    figures = tmp / "figures"
+    runs = smoke_plan(tmp / "results", figures)
+    env = {"REPRO_RUNS": str(tmp / "runs"), "REPRO_FIGURES": str(figures), "MPLBACKEND": "Agg",
            "REPRO_PROFILE": PROFILE}
     with pytest.MonkeyPatch.context() as mp, kernel_env():
         for k, v in env.items():
             mp.setenv(k, v)
-        for nb in ORDER:
-            params = {"profile": PROFILE, "results_dir": str(results), **PARAMS[nb]}
-            if nb == "05_gradcam":
-                params["figures_dir"] = str(tmp / "figures")
-            papermill.execute_notebook(str(NOTEBOOKS / f"{nb}.ipynb"), str(tmp / f"{nb}.executed.ipynb"),
-                                       parameters=params, kernel_name=DEFAULT_KERNEL, progress_bar=False,
+        for run in runs:
+            papermill.execute_notebook(str(run.notebook), str(tmp / f"{run.stem}.executed.ipynb"),
+                                       parameters=run.parameters, kernel_name=DEFAULT_KERNEL, progress_bar=False,
                                        cwd=str(NOTEBOOKS))
-    return {"results": results, "run": results / f"p{P}" / f"seed{SEED}", "figures": tmp / "figures"}
+    results = runs[0].results_dir
+    return {"results": results, "run": results / f"p{P}" / f"seed{SEED}", "figures": figures}
 
 
 def _read(path: Path) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from repro.io import write_json
-from repro.paths import check_writable
+from repro.paths import check_writable, layout
 
 
 def _map_labels(manifest: pd.DataFrame, payload: dict) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -45,8 +45,11 @@ def _map_labels(manifest: pd.DataFrame, payload: dict) -> tuple[pd.DataFrame, di
 
 def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "all", out: str | Path | None = None,
                         skip_bad_images: bool = False, device: str = "auto", batch_size: int = 128,
-                        strict_keywords: bool = False) -> dict[str, Any]:
+                        strict_keywords: bool = False, results_root=None) -> dict[str, Any]:
     """Metrics of all three tasks (those the model has) on the images of ``data_root``.
+
+    Decoded images are cached in ``<results_root>/cache`` and split files of data other than the reference
+    subset go to ``<results_root>/splits`` (:func:`repro.paths.layout`; default ``$REPRO_RESULTS`` or ``out/``).
 
     ``keywords`` in the result lists the keywords decided by rule rather than the table
     (:func:`repro.data.labels.keyword_report`); ``strict_keywords`` makes them an error.
@@ -61,6 +64,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     from repro.models.inputbank import InputBank
 
     t0 = time.perf_counter()
+    lay = layout(results_root)
     dev = resolve_device(device)
     model, payload = load_checkpoint(checkpoint, map_location=dev)
     model = model.to(dev)
@@ -75,11 +79,12 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     if split != "all":
         from repro.data.splits import load_or_make_split
 
-        sp, _ = load_or_make_split(ds, seed=int(prof.get("split_seed", 0)), max_patients=prof.get("max_patients"))
+        sp, _ = load_or_make_split(ds, seed=int(prof.get("split_seed", 0)), max_patients=prof.get("max_patients"),
+                                   user_directory=lay.splits)
         keep = set(sp.loc[sp["split"] == split, "image"])
         manifest = manifest[manifest["image"].isin(keep)].reset_index(drop=True)
     m, counts = _map_labels(manifest, payload)
-    images, bad = load_image_cache(m, size, skip_bad_images=skip_bad_images)
+    images, bad = load_image_cache(m, size, skip_bad_images=skip_bad_images, cache_root=lay.cache / "images")
     if bad:
         drop = set(bad)
         counts["bad_images"] = sorted(drop)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from repro.errors import DataError
 from repro.io import atomic_path, clean_stale_temps, write_json
 from repro.paths import cache_dir
+from repro.progress import tqdm_class
 
 #: below this many images one process decodes them (starting a pool costs more than it saves)
 POOL_THRESHOLD = 400
@@ -88,7 +88,7 @@ def _build(manifest: pd.DataFrame, size: int, npy: Path, info: Path, skip_bad_im
     with atomic_path(npy) as tmp:
         arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
         jobs = [(i, p, size) for i, p in enumerate(paths)]
-        bar = tqdm(total=n, desc=f"decoding {n} images at {size}px", unit="img", mininterval=1.0)
+        bar = tqdm_class()(total=n, desc=f"decoding {n} images at {size}px", unit="img", mininterval=1.0)
         if workers > 1 and n >= POOL_THRESHOLD:
             with get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
                 results = pool.imap_unordered(_decode_job, jobs, chunksize=64)
@@ -136,7 +136,7 @@ def load_image_cache(manifest: pd.DataFrame, size: int, skip_bad_images: bool = 
                      workers: int = WORKERS) -> tuple[np.ndarray, list[str]]:
     """The images of ``manifest`` as a copy-on-write uint8 memmap ``[N, size, size, 3]`` in manifest order.
 
-    Built on first use (tqdm progress bar, a pool of ``workers`` processes,
+    Built on first use (a progress bar, plain lines in a log; a pool of ``workers`` processes,
     temp file + rename), reused afterwards. A corrupt or unreadable JPEG is a
     :class:`DataError` naming the file unless ``skip_bad_images``; then its row
     is all zeros and its image name is returned in ``bad``.

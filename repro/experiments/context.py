@@ -34,11 +34,16 @@ def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=4)
-def _prepared(data_root, profile_name, overrides, skip_bad_images, strict_keywords, lay):
+def _prepared(data_root: str | None, profile: Profile, skip_bad_images: bool, strict_keywords: bool, lay):
+    """The prepared data of one data root and profile, once per process.
+
+    Keyed by the whole (hashable) profile, never by its name: a modified profile (another image size,
+    taxonomy, ``max_patients`` or split seed) gets data prepared with its own settings.
+    """
     from repro.data.prepare import prepare_data
 
-    return prepare_data(data_root=data_root, profile=get_profile(profile_name, **dict(overrides)),
-                        skip_bad_images=skip_bad_images, strict_keywords=strict_keywords, layout=lay)
+    return prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
+                        strict_keywords=strict_keywords, layout=lay)
 
 
 #: profile settings a stage's teachers must share with it (besides data, split, classes and vocabulary)
@@ -122,7 +127,10 @@ class Context:
 def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, data_root=None,
                  results_dir=None, runs_dir=None, skip_bad_images: bool = False, strict_keywords: bool = False,
                  **overrides) -> Context:
-    """Load (once per process) the prepared data of ``profile`` and set up output folders.
+    """Load (once per process and profile) the prepared data of ``profile`` and set up output folders.
+
+    ``profile`` is a name or a :class:`Profile` (a modified one included: its own settings prepare the data);
+    ``overrides`` change settings of it.
 
     ``results_dir`` is ``R/<profile>`` of a results root ``R`` (default ``$REPRO_RESULTS`` or ``out/``); the
     runs folder (``runs_dir``, default ``R/runs/<profile>`` or ``$REPRO_RUNS/<profile>``), the cache
@@ -140,8 +148,8 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     runs = Path(runs_dir).expanduser() if runs_dir else lay.profile_runs(name)
     for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
         check_writable(folder, what)
-    prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())),
-                         bool(skip_bad_images), bool(strict_keywords), lay)
+    prepared = _prepared(None if data_root is None else str(data_root), prof, bool(skip_bad_images),
+                         bool(strict_keywords), lay)
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
                   device=resolve_device(prof.device), cache_dir=lay.cache)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
@@ -211,8 +219,12 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
 
 
 def _train_command(ctx: Context, stage: str) -> str:
-    return (f"`python -m repro train --stage {stage} --profile {ctx.profile.name} --p {ctx.p} --seed {ctx.seed} "
-            f"--results-dir {project_relative(ctx.results_dir)}`")
+    """The ``train`` command line that writes this run's ``stage``: ``--results-root`` when the results folder is
+    ``<root>/<profile>``, else the deprecated ``--results-dir`` that names the folder itself."""
+    folder = ctx.results_dir
+    where = (f"--results-root {project_relative(folder.parent)}" if folder.name == ctx.profile.name
+             else f"--results-dir {project_relative(folder)}")
+    return f"`python -m repro train --stage {stage} --profile {ctx.profile.name} --p {ctx.p} --seed {ctx.seed} {where}`"
 
 
 def checkpoint_mismatch(ctx: Context, payload: dict[str, Any]) -> list[str]:
@@ -249,7 +261,7 @@ def check_checkpoint(ctx: Context, path: Path, payload: dict[str, Any], stage: s
         raise CheckpointMismatchError(
             f"checkpoint {project_relative(path)} was trained for another run: {'; '.join(diff)}. Its models "
             f"cannot teach or start this one; run {_train_command(ctx, stage)} for this data and profile, "
-            "or point --results-dir / results_dir at the results whose teachers you mean")
+            "or point --results-root / results_dir at the results whose teachers you mean")
 
 
 def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
