@@ -21,13 +21,13 @@ import pandas as pd
 
 from repro.experiments.ablations.leakage import UNITS, leakage_name
 from repro.experiments.ablations.transfer import INITS, transfer_name
-from repro.names import ABLATION_STAGE, MAIN, P_VALUES
+from repro.experiments.ablations.transfer import MODELS as KINDS
+from repro.names import ABLATION_STAGE, MAIN, P_ENDS, P_VALUES
 from repro.paths import project_relative
 from repro.report.ablation_tables import AblationView, METRICS, _model_rows, _scores, fmt_effect, load_ablation_results
 from repro.report.ablation_tables import paired_effect
 
 EFFECT_METRICS = ("T1_bacc", "T1_acc", "T2_top1")
-KINDS = ("m1", "m3")
 TRANSFER_MODELS = {f"{kind.upper()}, {init} init": (ABLATION_STAGE, transfer_name(init, kind))
                    for kind in KINDS for init in INITS}
 LEAKAGE_MODELS = {f"M1, {unit}-level split": (ABLATION_STAGE, leakage_name(unit)) for unit in reversed(UNITS)}
@@ -42,7 +42,7 @@ PAPER_REFERENCE = ("paper_table3", "M1", "T1")
 PAPER_MODELS = {"M1 (T1+T2+T3)": ("paper_table3", "M1", MAIN), "M2": ("paper_table5", "M2", MAIN),
                 "M3": ("paper_table5", "M3", MAIN), "M3+ensemble": ("paper_table5", "M3+ensemble", MAIN)}
 # the paper's claim (§1, §4.2): MTL + KD with 15 % of the labels ≈ single-task with 70 %
-PAPER_CLAIM = (15, 70)
+PAPER_CLAIM = P_ENDS
 SAVINGS_METRIC_NAME = {"T1_bacc": "balanced accuracy", "T1_acc": "accuracy"}
 SAVINGS_COLUMNS = ["model", "p", "seeds", "score", "p_prime", "relation", "p_prime_label", "labels_saved"]
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from repro.experiments.ablations.compression import COMPRESSION_COST_FILE, STUDENT_KD, STUDENT_NOKD
-from repro.experiments.ablations.hinton import HINTON_PS
 from repro.experiments.ablations.imbalance import imbalance_name
+from repro.experiments.ablations.subclass import PLAIN_KD
 from repro.io import read_json
-from repro.names import ABLATION_STAGE, MAIN
+from repro.names import ABLATION_STAGE, MAIN, P_ENDS
 from repro.report.claims import verdict
 from repro.report.results import result_rows
 
@@ -154,7 +154,7 @@ def hinton_view(results_dir) -> AblationView:
     else:
         table = h.pivot_table(index=["p", "alpha"], columns="T", values="T1_bacc", aggfunc="mean")
     ps = sorted(set(h["p"])) if not h.empty else []
-    shown = [p for p in HINTON_PS if p in ps] or ps
+    shown = [p for p in P_ENDS if p in ps] or ps
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4.2 * max(len(shown), 1), 3.4), squeeze=False)
     for ax, p in zip(axes[0], shown):
         grid = table.loc[p]
@@ -200,7 +200,7 @@ def subclass_view(results_dir) -> AblationView:
     for n in ns:
         models[f"student, subclass KD (n = {n})"] = (ABLATION_STAGE, f"subclass-n{n}")
         models[f"student, KD from the n = {n} teacher's class logits"] = (ABLATION_STAGE, f"subclass-n{n}-classkd")
-    models["student, conventional KD from M1 (T1)"] = (ABLATION_STAGE, "subclass-plainkd")
+    models["student, conventional KD from M1 (T1)"] = (ABLATION_STAGE, PLAIN_KD)
     table = _model_rows(df, models, T1_METRICS)
     if not table.empty:
         settings = {}
@@ -210,7 +210,7 @@ def subclass_view(results_dir) -> AblationView:
             settings[label] = {k: prm.get(k) for k in ("n", "beta", "aux_tau", "tau", "alpha")}
         table = table.join(pd.DataFrame.from_dict(settings, orient="index"), on="model")
     effects, parts = {}, []
-    plain = _scores(df, ABLATION_STAGE, "subclass-plainkd", "T1_bacc")
+    plain = _scores(df, ABLATION_STAGE, PLAIN_KD, "T1_bacc")
     for n in ns:
         e = paired_effect(_scores(df, ABLATION_STAGE, f"subclass-n{n}", "T1_bacc"), plain)
         effects[f"n{n}"] = e

@@ -17,7 +17,6 @@ from repro.names import ABLATION_STAGE, MAIN
 
 HINTON_ALPHAS = (0.1, 0.5, 0.9, 0.95)
 HINTON_TAUS = (1.0, 4.0, 10.0)
-HINTON_PS = (15, 70)   # the labeled fractions the heat maps show
 
 
 def hinton_name(alpha: float, tau: float) -> str:
