@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from repro.errors import ConfigError
+from repro.names import PAPER_TAUS
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class Profile:
     vocab_min_count: int = 2
     taxonomy: str = "paper5"
     alpha: float = 0.95
-    taus: tuple[float, ...] = (0.5, 1.0, 5.0, 10.0)
+    taus: tuple[float, ...] = PAPER_TAUS
     default_tau: float = 1.0
     kd_reduction: str = "batchmean"
     ensemble: str = "mean_prob"

@@ -61,8 +61,8 @@ def test_compare_reports_each_difference_and_fails(roots, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     rows = [line.split() for line in out.splitlines() if line.startswith("p15 seed0 m1-T1+T2+T3")]
-    assert rows == [["p15", "seed0", "m1-T1+T2+T3", "T2", "top1", "0.4300", "0.4000", "+0.0300"],
-                    ["p15", "seed0", "m1-T1+T2+T3", "T3", "bleu", "missing", "0.3000"]]
+    assert rows == [["p15", "seed0", "m1-T1+T2+T3", "T2", "top-1", "0.4300", "0.4000", "+0.0300"],
+                    ["p15", "seed0", "m1-T1+T2+T3", "T3", "BLEU", "missing", "0.3000"]]
     assert "2 metric value(s) beyond tolerance" in out
     assert main(["compare", "--profile", "smoke", "--results-root", str(ours), "--reference", str(ref),
                  "--tolerance", "0.05"]) == 1  # a missing metric is a difference at any tolerance

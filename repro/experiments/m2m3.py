@@ -13,7 +13,7 @@ from repro.experiments.context import Context, require_checkpoint, train_and_rec
 from repro.experiments.kd_stage import _greedy_prefix, _true_prefix, build_teachers, kd_stage, m1_members
 from repro.experiments.m1 import m1_checkpoint
 from repro.experiments.tau import resolve_taus, tau_source
-from repro.names import MAIN, SUBSETS, subset_tasks
+from repro.names import MAIN, NOTEBOOK_OF, SUBSETS, notebook_path, subset_tasks
 
 
 def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True, *,
@@ -39,7 +39,7 @@ def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
 def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True, *,
            kd_reduction: str | None = None, aggregation: str | None = None, restore_best: bool = True,
            stage_name: str = "m3", name: str | None = None, init: tuple[str, str] | None = None,
-           how: str = "notebooks/02_m2_distill.ipynb", force: bool = False) -> dict[str, Any]:
+           how: str = notebook_path(NOTEBOOK_OF["m2"]), force: bool = False) -> dict[str, Any]:
     """M3: start from the best M2; on the unlabeled set minimise Σ_t τ_t² KL (Eq. 3).
     The teacher is that M2 alone, or the ensemble with M2 in place of M1{T1,T2,T3}.
 

@@ -30,13 +30,13 @@ from repro.experiments.ablations.leakage import UNITS, leakage_name, run_leakage
 from repro.experiments.ablations.subclass import SUBCLASS_N, run_subclass, subclass_names
 from repro.experiments.ablations.transfer import INITS, run_transfer, transfer_name
 from repro.experiments.ablations.transfer import MODELS as TRANSFER_MODELS
-from repro.names import ABLATION_STAGE, P_ENDS, P_VALUES, result_file
+from repro.names import ABLATION_STAGE, NOTEBOOK_OF, P_ENDS, P_VALUES, result_file
 from repro.report.ablation_curves import label_savings_view, leakage_view, transfer_view
 from repro.report.ablation_effects import authors_view, run_effects
 from repro.report.ablation_tables import AblationView, compression_view, hinton_view, imbalance_view, subclass_view
 
 #: notebook 07's record of one (profile, p, seed): ``<results>/<profile>/p<p>/seed<seed>/07_ablations.json``
-NOTEBOOK = "07_ablations"
+NOTEBOOK = NOTEBOOK_OF[ABLATION_STAGE]
 
 
 @dataclass(frozen=True)

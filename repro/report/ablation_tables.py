@@ -21,13 +21,12 @@ from repro.experiments.ablations.compression import COMPRESSION_COST_FILE, STUDE
 from repro.experiments.ablations.imbalance import imbalance_name
 from repro.experiments.ablations.subclass import PLAIN_KD
 from repro.io import read_json
-from repro.names import ABLATION_STAGE, MAIN, P_ENDS
+from repro.names import ABLATION_STAGE, MAIN, METRIC_LABEL, P_ENDS
 from repro.report.claims import verdict
 from repro.report.results import result_rows
 
 ABLATION_RE = re.compile(rf"^({ABLATION_STAGE}|m1)-(.+)\.json$")
-METRICS = {"T1_bacc": "T1 bacc", "T1_acc": "T1 acc", "T1_f1": "T1 macro-F1", "T2_top1": "T2 top-1",
-           "T3_bleu": "T3 bleu_paper"}
+METRICS = {col: METRIC_LABEL[col] for col in ("T1_bacc", "T1_acc", "T1_f1", "T2_top1", "T3_bleu")}
 T1_METRICS = ("T1_bacc", "T1_acc", "T1_f1")
 
 

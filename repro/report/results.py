@@ -32,11 +32,9 @@ import numpy as np
 import pandas as pd
 
 from repro.io import read_json
-from repro.names import BASELINE_STAGE, P_VALUES, STAGES, TASK_METRIC, TASKS
+from repro.names import BASELINE_STAGE, METRIC_LABEL, NOTEBOOK_OF, P_VALUES, PAPER_TAUS, STAGES, TASK_METRIC, TASKS
 from repro.paths import project_relative, results_dir as default_results_dir
 from repro.report.claims import MODELS
-
-PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)
 
 
 # the model stages and the baselines (``baseline-majority.json``, ``baseline-probe.json``)
@@ -53,16 +51,13 @@ BASELINE_LABEL = {"majority": "Majority class", "probe": "LR probe (frozen featu
 
 # column group of T1's main metric (balanced accuracy) in the comparison tables, shown before "T1"
 # (accuracy, the paper's metric); it has no paper counterpart
-BACC = "T1 bacc"
+BACC = METRIC_LABEL["T1_bacc"]
 GROUPS = (BACC,) + ("T1", "T2", "T3")
 
 
 STATS = ("mean", "std", "n", "paper")
 
 
-# which notebook produces each stage (for "what is missing" notes)
-NOTEBOOK_OF = {"m1": "01_m1_teachers", BASELINE_STAGE: "01_m1_teachers", "ensemble": "02_m2_distill", "m2": "02_m2_distill",
-               "m3": "03_m3_unlabeled", "tau": "04_temperature"}
 
 
 # our T1 classes -> the paper's (ODIR has no melanoma; "other" stands in for it)

@@ -21,7 +21,7 @@ import torch
 from repro.experiments.ablations.variants import run_supervised, summary, with_profile
 from repro.experiments.context import Context, train_and_record
 from repro.io import write_json
-from repro.names import ABLATION_STAGE, MAIN, SOS, subset_tasks
+from repro.names import ABLATION_STAGE, MAIN, NOTEBOOK_OF, SOS, notebook_path, subset_tasks
 
 COMPRESSION_STUDENT = {"neck_hidden": 32, "head_hidden": 32, "decoder_hidden": 32, "decoder_embed": 32}
 COMPRESSION_TAU = 4.0
@@ -123,7 +123,7 @@ def compression_models(ctx: Context) -> dict[str, Any]:
     from repro.experiments.context import require_checkpoint
 
     how = "repro.experiments.ablations.compression.run_compression (notebook 07)"
-    return {"teacher": require_checkpoint(ctx, "m1", MAIN, "notebooks/01_m1_teachers.ipynb"),
+    return {"teacher": require_checkpoint(ctx, "m1", MAIN, notebook_path(NOTEBOOK_OF["m1"])),
             "student_kd": require_checkpoint(ctx, ABLATION_STAGE, STUDENT_KD, how),
             "student_nokd": require_checkpoint(ctx, ABLATION_STAGE, STUDENT_NOKD, how)}
 
