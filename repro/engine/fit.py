@@ -1,5 +1,8 @@
-"""Training engine: SGD-Nesterov, early stopping on validation, best checkpoint restored,
-one test evaluation, one atomic result JSON per run (paper §4.1; docs/design.md §4, §6).
+"""Training engine: the profile's optimiser (SGD-Nesterov as in the paper, or AdamW), early stopping on
+the validation score (:func:`validation_score`: the mean over the trained tasks of their main metric,
+:data:`repro.names.PRIMARY`: T1 balanced accuracy, T2 top-1, T3 ``bleu_paper``), the best epoch's weights
+restored (``restore_best=False`` keeps the last epoch's), one test evaluation, one atomic result JSON per
+run (paper §4.1; docs/design.md §4, §6).
 
 A *stage* (M1, M2, M3, τ-study) is described by which tasks it trains, how a
 batch is assembled (labels, teacher outputs, caption prefix) and its loss,
@@ -27,7 +30,8 @@ from repro.progress import epoch_line, plain_lines, tqdm_class
 
 
 def validation_score(metrics: dict[str, Any], tasks) -> float:
-    """Model selection score: mean over trained tasks of the primary metric (T1 acc, T2 top-1, T3 BLEU)."""
+    """Model selection score: mean over the trained tasks of their main metric (:data:`repro.names.PRIMARY`:
+    T1 balanced accuracy, T2 top-1 accuracy, T3 ``bleu_paper``)."""
     vals = [metrics[t][PRIMARY[t][0]] for t in tasks if t in metrics]
     return float(np.mean(vals)) if vals else float("nan")
 
