@@ -23,7 +23,7 @@ import torch
 
 from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
-from repro.engine.stage import Stage, _to, trim_captions
+from repro.engine.stage import Stage, to_device, trim_captions
 from repro.errors import ConfigError, DataError
 from repro.names import PRIMARY, TASKS
 from repro.progress import epoch_line, plain_lines, tqdm_class
@@ -119,7 +119,7 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                 prefix = batch.get("prefix")
                 with autocast(device):
                     out = model(x, captions=None if prefix is None else prefix.to(device), from_trunk=bank.from_trunk)
-                    terms = stage.loss(out, _to(batch, device))
+                    terms = stage.loss(out, to_device(batch, device))
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 opt.step()

@@ -6,7 +6,7 @@ from typing import Any
 
 from repro.errors import ConfigError, MissingStageError
 from repro.experiments.context import Context, train_and_record
-from repro.experiments.kd_stage import _greedy_prefix, build_teachers, kd_stage
+from repro.experiments.kd_stage import build_teachers, kd_stage, teacher_greedy_prefix
 from repro.experiments.m1 import m1_checkpoint
 from repro.io import read_json, write_json
 from repro.names import NOTEBOOK_OF, TASKS, TAU_SELECTION_FILE, notebook_path, result_file, subset_code
@@ -55,7 +55,7 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
         teacher = m1_checkpoint(ctx, code)
         ckpt = ctx.checkpoint_path("m1", code)
         idx = ctx.indices(unlabeled=(ctx.profile.unlabeled, ctx.p))
-        prefix, tag = _greedy_prefix(ctx, teacher, ckpt, idx) if task == "caption" else (None, "none")
+        prefix, tag = teacher_greedy_prefix(ctx, teacher, ckpt, idx) if task == "caption" else (None, "none")
         ts = build_teachers(ctx, {code: (teacher, ckpt)}, idx, prefix, tag)
         scores = {}
         for tau in taus:

@@ -12,7 +12,7 @@ from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, METRIC_COL, METRIC_LA
 from repro.paths import project_relative
 from repro.profiles import PROFILES
 from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
-from repro.report.formatting import _fmt_num
+from repro.report.formatting import fmt_num
 from repro.report.per_class import best_model
 from repro.report.results import BACC, BASELINES, PAPER_TAUS, load_results
 from repro.report.tables import table5
@@ -153,9 +153,9 @@ HEADLINE_MODELS = ("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")
 
 def _cell(r, g: str, paper: bool = True) -> str:
     """"mean ± std" of column group ``g`` of a table row, "/ paper" beside it when ``paper``."""
-    ours = "–" if not r[(g, "n")] else _fmt_num(r[(g, "mean")], 3) + (
-        f" ± {_fmt_num(r[(g, 'std')], 3)}" if r[(g, "n")] >= 2 else "")
-    return f"{ours} / {_fmt_num(r[(g, 'paper')], 3)}" if paper else ours
+    ours = "–" if not r[(g, "n")] else fmt_num(r[(g, "mean")], 3) + (
+        f" ± {fmt_num(r[(g, 'std')], 3)}" if r[(g, "n")] >= 2 else "")
+    return f"{ours} / {fmt_num(r[(g, 'paper')], 3)}" if paper else ours
 
 
 def headline_markdown(profile: str = "quick", results_root=None, results_dir=None, df: pd.DataFrame | None = None,

@@ -33,7 +33,7 @@ STUDENT_KD, STUDENT_NOKD = "compress-student-kd", "compress-student-nokd"
 def run_compression(ctx: Context, student: dict | None = None, tau: float = COMPRESSION_TAU, latency: bool = True,
                     progress: bool = True) -> dict[str, Any]:
     """Teacher (M1{T1,T2,T3}, trained if missing), the student with and without KD, and their costs."""
-    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage, m1_members
+    from repro.experiments.kd_stage import build_teachers, kd_stage, m1_members, true_caption_prefix
     from repro.experiments.m1 import run_m1
 
     student = dict(COMPRESSION_STUDENT if student is None else student)
@@ -41,7 +41,7 @@ def run_compression(ctx: Context, student: dict | None = None, tau: float = COMP
     teacher = run_m1(ctx, MAIN, progress=progress)
     sctx = with_profile(ctx, **student)
     idx = ctx.indices("train", p=ctx.p)
-    ts = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, _true_prefix(ctx, idx), "true")
+    ts = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, true_caption_prefix(ctx, idx), "true")
     stage = kd_stage(sctx, ABLATION_STAGE, tasks, ts, {t: float(tau) for t in tasks}, labeled=True)
     common = {"item": "compression", "student": student, "init": "scratch"}
     kd = train_and_record(sctx, ABLATION_STAGE, STUDENT_KD, sctx.new_model(tasks), stage, idx,
