@@ -67,8 +67,6 @@ TAU_SOURCES = ("validation", "authors")   # named ways of choosing τ (else a nu
 PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)   # the temperatures of the paper's τ study (Table 4)
 
 # ---------------------------------------------------------------- notebooks
-NOTEBOOKS = ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam",
-             "06_report", "07_ablations")
 # the notebook that writes each stage's result files
 NOTEBOOK_OF = {"m1": "01_m1_teachers", BASELINE_STAGE: "01_m1_teachers", "tau": "04_temperature",
                "m2": "02_m2_distill", "ensemble": "02_m2_distill", "m3": "03_m3_unlabeled",
