@@ -50,7 +50,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from repro.names import P_VALUES
+from repro.names import EOS, P_VALUES
 from repro.data.prepare import caption_lengths, data_summary, ngrams_by_class, prepare_data
 from repro.paths import layout_for_results, results_dir as default_results_dir
 from repro.io import write_json
@@ -93,7 +93,7 @@ checks = {
     "T2 classes below min_count folded": bool(
         (fine_pool[~fine_pool.index.str.startswith("other:")] >= prepared.t2_min_count).all()),
     "captions: max_len + 1 ids, one EOS each": bool(
-        prepared.captions.shape[1] == prepared.max_caption_len + 1 and ((prepared.captions == 2).sum(1) == 1).all()),
+        prepared.captions.shape[1] == prepared.max_caption_len + 1 and ((prepared.captions == EOS).sum(1) == 1).all()),
     "image cache in manifest order": prepared.images is None or len(prepared.images) == len(m),
 }
 for name, ok in checks.items():

@@ -62,11 +62,12 @@ teachers = run_m1_all(ctx, force=force)
 
 # %%
 from repro.experiments.baselines import run_baselines
+from repro.names import METRIC_LABEL
 
 baselines = run_baselines(ctx, force=force)
-{name: {t: round(m["metrics"]["test"][task][key], 3) for t, (task, key) in
-        (("T1 bacc", ("coarse", "balanced_accuracy")), ("T1 acc", ("coarse", "accuracy")), ("T2 top-1", ("fine", "top1")),
-         ("T3 BLEU", ("caption", "bleu_paper"))) if task in m["metrics"]["test"]} for name, m in baselines.items()}
+{name: {METRIC_LABEL[col]: round(m["metrics"]["test"][task][key], 3) for col, (task, key) in
+        (("T1_bacc", ("coarse", "balanced_accuracy")), ("T1_acc", ("coarse", "accuracy")), ("T2_top1", ("fine", "top1")),
+         ("T3_bleu", ("caption", "bleu_paper"))) if task in m["metrics"]["test"]} for name, m in baselines.items()}
 
 # %% [markdown]
 # ## Learning curves

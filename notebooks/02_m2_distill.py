@@ -43,7 +43,7 @@ taus = "validation"
 from repro.experiments.ensemble import evaluate_ensemble
 from repro.experiments.m2m3 import run_m2
 from repro.experiments.tau import resolve_taus
-from repro.names import TASKS, TAU_SELECTION_FILE
+from repro.names import MAIN, TASKS, TAU_SELECTION_FILE
 from repro.experiments.context import make_context
 from repro.report.plots import learning_curves
 from repro.io import write_json
@@ -77,7 +77,7 @@ fig = learning_curves(m2, title=f"M2, {profile}, p={p}, seed={seed}")
 # ## Table 5 rows 4–5 for this p, beside the paper
 
 # %%
-table = compare_rows(m2, p, "paper_table5", model_of=lambda n: n, train_tasks_of=lambda n: "T1+T2+T3")
+table = compare_rows(m2, p, "paper_table5", model_of=lambda n: n, train_tasks_of=lambda n: MAIN)
 table.round(3)
 
 # %%

@@ -44,6 +44,7 @@ from repro.experiments.tau import resolve_taus
 from repro.experiments.context import make_context
 from repro.report.plots import learning_curves
 from repro.io import write_json
+from repro.names import MAIN
 from repro.report.tables import compare_rows
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
@@ -61,7 +62,7 @@ fig = learning_curves(m3, title=f"M3, {profile}, p={p}, seed={seed}")
 # %%
 rows = {"M2": load_result(ctx, "m2", "single"), "M2+ensemble": load_result(ctx, "m2", "ensemble"), **m3}
 table = compare_rows({k: v for k, v in rows.items() if v}, p, "paper_table5", model_of=lambda n: n,
-                     train_tasks_of=lambda n: "T1+T2+T3")
+                     train_tasks_of=lambda n: MAIN)
 table.round(3)
 
 # %%

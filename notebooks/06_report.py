@@ -219,19 +219,9 @@ for cam in cams:
 # effect and its 95 % t-interval over the paired (p, seed) runs ("no paired runs yet" until 07 ran).
 
 # %%
-import matplotlib.pyplot as plt
+from repro.report.ablations import ablation_findings, show_ablations
 
-from repro.report.ablations import TITLES, ablation_findings, ablation_views
-
-views = ablation_views(folder)
-for key, view in views.items():
-    display(Markdown(f"### {TITLES[key]}\n\n{view.finding}"))
-    if not view.table.empty:
-        display(view.table.round(3))
-        if view.figure is not None:
-            display(view.figure)
-    if view.figure is not None:
-        plt.close(view.figure)
+views = show_ablations(folder)  # every ablation of repro/report/ablation_registry.py, in order
 
 # %%
 summary = report.summary(df, claims_df[claims_df["scope"] != "one p"], profile)

@@ -55,7 +55,7 @@ def _results_root_flag(p: Any, help: str = RESULTS_ROOT_HELP) -> None:
 
 # ---------------------------------------------------------------- data
 
-def _readable_path(path: str | None) -> str:
+def readable_path(path: str | None) -> str:
     """A path as a person reads it on the terminal: relative inside the project, else absolute with the
     home folder as ``~``.
 
@@ -70,14 +70,14 @@ def _readable_path(path: str | None) -> str:
     return f"~/{full.relative_to(home)}" if full.is_relative_to(home) and full != home else str(full)
 
 
-def _print_summary(s: dict) -> None:
-    print(f"data root      {_readable_path(s.get('data_root'))}")
+def print_summary(s: dict) -> None:
+    print(f"data root      {readable_path(s.get('data_root'))}")
     print(f"images kept    {s['images_kept']}   excluded {s['images_excluded']}   patients {s['patients']}")
     for reason, n in s.get("excluded_by_reason", {}).items():
         print(f"  excluded: {reason}: {n}")
     if s.get("bad_images"):
         print(f"skipped        {len(s['bad_images'])} bad image(s): {', '.join(s['bad_images'])}")
-    print(f"split file     {_readable_path(s['split_file'])}  (sha256 {s.get('split_hash', '')})")
+    print(f"split file     {readable_path(s['split_file'])}  (sha256 {s.get('split_hash', '')})")
     for name, c in s["splits"].items():
         print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")
     for p, c in s.get("per_p", {}).items():
@@ -135,7 +135,7 @@ def cmd_data(args) -> int:
         if args.json:
             print(json.dumps(summary, default=str))
         else:
-            _print_summary(summary)
+            print_summary(summary)
     return 0
 
 
@@ -186,7 +186,7 @@ def _common_args(sp: Any) -> None:
     _data_flags(sp)
 
 
-def _extra_params(args: Any) -> dict[str, Any]:
+def sweep_extra_params(args: Any) -> dict[str, Any]:
     """``--param`` values, plus the data flags as the notebooks' ``skip_bad_images`` / ``strict_keywords``."""
     from repro.sweep.plan import parse_param
 
@@ -220,7 +220,7 @@ def _cmd_sweep(args: Any) -> int:
     from repro.sweep.plan import plan_sweep
 
     runs = plan_sweep(args.notebooks, args.profile, args.p, args.seeds, args.results_root, args.data_root,
-                      _extra_params(args), notebooks_dir=args.notebooks_dir)
+                      sweep_extra_params(args), notebooks_dir=args.notebooks_dir)
     return _execute_cli(args, runs, "sweep")
 
 
@@ -232,7 +232,7 @@ def _cmd_run_notebook(args: Any) -> int:
         raise ConfigError(f"{path.stem} runs per training fraction: give --p (one of {list(P_VALUES)})")
     ps = [args.p] if args.p is not None else []
     runs = plan_sweep([path], args.profile, ps, [args.seed], args.results_root, args.data_root,
-                      _extra_params(args))
+                      sweep_extra_params(args))
     if len(runs) != 1:
         raise ConfigError(f"run-notebook runs one notebook for one p and seed; got {len(runs)} runs")
     return _execute_cli(args, runs, "run-notebook")
@@ -300,13 +300,13 @@ def _train_results_dir(args) -> str | None:
 
 def cmd_train(args) -> int:
     from repro.experiments.context import check_stage_inputs, make_context
-    from repro.sweep.lock import _sweep_lock
+    from repro.sweep.lock import sweep_lock
 
     ctx = make_context(args.profile, p=args.p, seed=args.seed, data_root=args.data_root,
                        results_dir=_train_results_dir(args), skip_bad_images=args.skip_bad_images,
                        strict_keywords=args.strict_keywords)
     check_stage_inputs(ctx, args.stage)  # every earlier model present and of this run, before any training
-    with _sweep_lock(ctx.results_dir, lambda msg: print(msg, file=sys.stderr), command="train"):
+    with sweep_lock(ctx.results_dir, lambda msg: print(msg, file=sys.stderr), command="train"):
         return _train_stage(ctx, args)
 
 

@@ -17,6 +17,21 @@ MAIN = "T1+T2+T3"   # the multi-task teacher that M2 starts from
 
 # labeled fractions p (% of the training pool), nested L15 ⊂ L30 ⊂ … ⊂ L70
 P_VALUES = (15, 30, 45, 60, 70)
+# the smallest and largest p: the costly ablations run at these, and the paper's claim is "MTL + KD at 15 %
+# ≈ single-task at 70 %"
+P_ENDS = (P_VALUES[0], P_VALUES[-1])
+
+
+def check_p(p) -> int:
+    """``p`` as an int when it is one of :data:`P_VALUES`, else a ConfigError naming it and the allowed values."""
+    try:
+        ok = float(p) == int(float(p)) and int(float(p)) in P_VALUES
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"p={p!r} is not an allowed labeled fraction; use one of {list(P_VALUES)}")
+    return int(float(p))
+
 
 # ---------------------------------------------------------------- caption token ids
 PAD, SOS, EOS, UNK = 0, 1, 2, 3
@@ -36,6 +51,9 @@ METRIC_NAME = {"T1": "accuracy", "T2": "top-1 accuracy", "T3": "BLEU (paper)"}
 CLAIM_METRIC = {"T1": ("coarse", "balanced_accuracy"), "T2": ("fine", "top1"), "T3": ("caption", "bleu_paper")}
 CLAIM_COL = {"T1": "T1_bacc", "T2": "T2_top1", "T3": "T3_bleu"}
 CLAIM_NAME = {"T1": "balanced accuracy", "T2": "top-1 accuracy", "T3": "BLEU (paper)"}
+# a report column's short label in tables, plots and findings (one spelling everywhere)
+METRIC_LABEL = {"T1_bacc": "T1 bacc", "T1_acc": "T1 acc", "T1_f1": "T1 macro-F1", "T2_top1": "T2 top-1",
+                "T2_top5": "T2 top-5", "T3_bleu": "T3 BLEU", "T3_bleu4": "T3 BLEU-4", "T3_exact": "T3 exact match"}
 BASELINE_STAGE = "baseline"   # result files baseline-majority.json, baseline-probe.json
 SUBCLASS_OUTPUT = "coarse_sub"   # model output key of a subclass T1 head's sub-logits (B, C·n) (notebook 07 §3)
 
@@ -46,6 +64,18 @@ SELECTION_STAGES = ("m1", "m2", "m3")   # stages whose models compete for "best 
 TAU_SELECTION_FILE = "tau_selection.json"
 SWEEP_FILE = "sweep.json"
 TAU_SOURCES = ("validation", "authors")   # named ways of choosing τ (else a number or a dict)
+PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)   # the temperatures of the paper's τ study (Table 4)
+
+# ---------------------------------------------------------------- notebooks
+# the notebook that writes each stage's result files
+NOTEBOOK_OF = {"m1": "01_m1_teachers", BASELINE_STAGE: "01_m1_teachers", "tau": "04_temperature",
+               "m2": "02_m2_distill", "ensemble": "02_m2_distill", "m3": "03_m3_unlabeled",
+               ABLATION_STAGE: "07_ablations"}
+
+
+def notebook_path(stem: str) -> str:
+    """``notebooks/01_m1_teachers.ipynb``: how error messages name the notebook to run."""
+    return f"notebooks/{stem}.ipynb"
 
 
 def result_file(stage: str, name: str) -> str:

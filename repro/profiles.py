@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from repro.errors import ConfigError
+from repro.names import PAPER_TAUS
 
 
 def _frozen(key: str, value: Any) -> Any:
@@ -70,7 +71,7 @@ class Profile:
     vocab_min_count: int = 2
     taxonomy: str = "paper5"
     alpha: float = 0.95
-    taus: tuple[float, ...] = (0.5, 1.0, 5.0, 10.0)
+    taus: tuple[float, ...] = PAPER_TAUS
     default_tau: float = 1.0
     kd_reduction: str = "batchmean"
     ensemble: str = "mean_prob"

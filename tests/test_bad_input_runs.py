@@ -22,7 +22,7 @@ from repro.progress import PROGRESS_ENV, epoch_line, plain_lines
 from repro.io import read_json
 from repro.paths import PROJECT_ROOT
 from repro.sweep.plan import plan_sweep
-from repro.sweep.run import _LineStream, run_sweep
+from repro.sweep.run import LineStream, run_sweep
 
 FIX = Path(__file__).parent / "fixtures" / "progress"
 STUDY_FIX = Path(__file__).parent / "fixtures" / "study"
@@ -61,7 +61,7 @@ def test_line_stream_turns_redrawn_bars_into_lines(monkeypatch):
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     got: list[str] = []
-    out = _LineStream(got.append, "    01 p15 seed0 | ", redraw_s=30.0)
+    out = LineStream(got.append, "    01 p15 seed0 | ", redraw_s=30.0)
     out.write("decoding 1/9\rdecoding 2/9\r")     # a bar redrawn in place: the first redraw is shown
     now[0] += 10
     out.write("decoding 3/9\r")                   # 10 s later: not shown

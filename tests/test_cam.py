@@ -275,7 +275,7 @@ def test_build_panels_and_figure_axes(model, images):
 def test_figure_of_synthetic_panels_and_saving(tmp_path):
     rng = np.random.default_rng(0)
     rows, cols = 3, 4
-    judge = cam_figures._judge
+    judge = cam_figures.judge_prediction
     truth = [{"image": f"{r}.jpg", "coarse": "dr", "fine": "moderate non proliferative retinopathy",
               "caption": "moderate non proliferative retinopathy , hypertensive retinopathy"} for r in range(rows)]
     preds = [[{"coarse": judge("dr", truth[r], "coarse"), "fine": judge("normal fundus", truth[r], "fine"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from repro.experiments.ensemble import evaluate_ensemble
-from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage, m1_members
+from repro.experiments.kd_stage import build_teachers, kd_stage, m1_members, true_caption_prefix
 from repro.names import MAIN
 from repro.experiments.m2m3 import run_m2, run_m3
 from repro.experiments.context import Context
@@ -22,7 +22,7 @@ def test_teacher_cache_equals_a_fresh_forward(smoke_teachers, smoke_ctx, tmp_pat
     model, ckpt = m1_members(smoke_ctx, (MAIN,))[MAIN]
     bank = smoke_ctx.bank()
     idx = smoke_ctx.indices("train", p=15)
-    prefix = _true_prefix(smoke_ctx, idx)
+    prefix = true_caption_prefix(smoke_ctx, idx)
     first = cached_outputs(tmp_path, ckpt, model, bank, idx, prefix, "true")
     second = cached_outputs(tmp_path, ckpt, model, bank, idx, prefix, "true")  # from disk
     fresh = compute_outputs(model, bank, idx, prefix)
@@ -72,7 +72,7 @@ def test_ensemble_predictor_is_the_mean_of_probabilities(smoke_teachers, smoke_c
 def test_kd_terms_vanish_when_student_equals_teacher(smoke_teachers, smoke_ctx, labeled):
     model, ckpt = m1_members(smoke_ctx, (MAIN,))[MAIN]
     idx = smoke_ctx.indices("train", p=15)
-    ts = build_teachers(smoke_ctx, {MAIN: (model, ckpt)}, idx, _true_prefix(smoke_ctx, idx), "true")
+    ts = build_teachers(smoke_ctx, {MAIN: (model, ckpt)}, idx, true_caption_prefix(smoke_ctx, idx), "true")
     taus = {"coarse": 2.0, "fine": 5.0, "caption": 1.0}
     stage = kd_stage(smoke_ctx, "m2" if labeled else "m3", model.tasks, ts, taus, labeled=labeled)
     b = torch.as_tensor(idx[:16])

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from repro.cli import _extra_params, _print_summary, build_parser, main
+from repro.cli import build_parser, main, print_summary, sweep_extra_params
 from repro.data import splits as S
 from repro.data.captions import Vocab
 from repro.data.imagecache import load_image_cache
@@ -309,7 +309,7 @@ def test_skip_bad_images_with_a_committed_split(odir_root, tmp_path, monkeypatch
     split = (PROJECT_ROOT / s["split_file"]).resolve()
     assert split.parent == (tmp_path / "R" / "splits").resolve() and split.name.startswith("odir5k-n5502-")
     assert {q.name: q.read_bytes() for q in COMMITTED.glob("*.csv")} == committed
-    _print_summary(s)
+    print_summary(s)
     assert f"skipped        1 bad image(s): {gone}" in capsys.readouterr().out
 
 
@@ -324,8 +324,8 @@ def test_train_sweep_and_notebooks_accept_the_data_flags():
     assert args.skip_bad_images and args.strict_keywords
     for cmd in (["sweep"], ["run-notebook", "01"]):
         a = build_parser().parse_args(cmd + ["--skip-bad-images", "--strict-keywords"])
-        assert _extra_params(a) == {"skip_bad_images": True, "strict_keywords": True}
-    assert _extra_params(build_parser().parse_args(["sweep"])) == {}
+        assert sweep_extra_params(a) == {"skip_bad_images": True, "strict_keywords": True}
+    assert sweep_extra_params(build_parser().parse_args(["sweep"])) == {}
     for nb in ("00_data", "01_m1_teachers", "02_m2_distill", "03_m3_unlabeled", "04_temperature", "05_gradcam"):
         params = notebook_parameters(NOTEBOOKS / f"{nb}.ipynb")
         assert params.get("skip_bad_images") == "False" and params.get("strict_keywords") == "False", nb

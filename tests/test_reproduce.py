@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from repro.cli import _readable_path, main
+from repro.cli import main, readable_path
 from repro.io import write_json
 from repro.paths import PROJECT_ROOT
 from repro.report.compare import compare_results, format_comparison
 from repro.sweep.plan import plan_sweep, run_rank
-from repro.sweep.run import _blocker
+from repro.sweep.run import failed_dependency
 
 
 def _result(root: Path, p: int, seed: int, stage: str, name: str, t1=0.5, acc=0.6, t2=0.4, bleu=0.3) -> None:
@@ -61,8 +61,8 @@ def test_compare_reports_each_difference_and_fails(roots, capsys):
     out = capsys.readouterr().out
     assert rc == 1
     rows = [line.split() for line in out.splitlines() if line.startswith("p15 seed0 m1-T1+T2+T3")]
-    assert rows == [["p15", "seed0", "m1-T1+T2+T3", "T2", "top1", "0.4300", "0.4000", "+0.0300"],
-                    ["p15", "seed0", "m1-T1+T2+T3", "T3", "bleu", "missing", "0.3000"]]
+    assert rows == [["p15", "seed0", "m1-T1+T2+T3", "T2", "top-1", "0.4300", "0.4000", "+0.0300"],
+                    ["p15", "seed0", "m1-T1+T2+T3", "T3", "BLEU", "missing", "0.3000"]]
     assert "2 metric value(s) beyond tolerance" in out
     assert main(["compare", "--profile", "smoke", "--results-root", str(ours), "--reference", str(ref),
                  "--tolerance", "0.05"]) == 1  # a missing metric is a difference at any tolerance
@@ -85,9 +85,9 @@ def test_sweep_runs_the_tau_study_before_m2_and_m3(tmp_path):
     assert run_rank(1) < run_rank(4) < run_rank(2) < run_rank(3)
     by_stem = {r.stem: r for r in runs}
     failed = {(15, 0): (by_stem["04_temperature"].rank, "04_temperature")}
-    assert _blocker(by_stem["02_m2_distill"], failed) == "04_temperature"  # a failed τ study blocks M2
-    assert _blocker(by_stem["03_m3_unlabeled"], failed) == "04_temperature"
-    assert _blocker(by_stem["01_m1_teachers"], failed) is None
+    assert failed_dependency(by_stem["02_m2_distill"], failed) == "04_temperature"  # a failed τ study blocks M2
+    assert failed_dependency(by_stem["03_m3_unlabeled"], failed) == "04_temperature"
+    assert failed_dependency(by_stem["01_m1_teachers"], failed) is None
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -109,9 +109,9 @@ def test_make_study_report_and_compare_use_the_results_variable():
 
 def test_terminal_paths_are_readable(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert _readable_path(str(tmp_path / "data" / "odir5k")) == "~/data/odir5k"
-    shown = _readable_path("../shared/data/odir5k")  # as data_summary records it
+    assert readable_path(str(tmp_path / "data" / "odir5k")) == "~/data/odir5k"
+    shown = readable_path("../shared/data/odir5k")  # as data_summary records it
     assert shown == str((PROJECT_ROOT.parent / "shared" / "data" / "odir5k").resolve()) and ".." not in shown
-    assert _readable_path(None) == ""
+    assert readable_path(None) == ""
     # inside the project a path stays project-relative (the committed split file)
-    assert _readable_path(str(PROJECT_ROOT / "results" / "splits" / "x.csv")) == "results/splits/x.csv"
+    assert readable_path(str(PROJECT_ROOT / "results" / "splits" / "x.csv")) == "results/splits/x.csv"

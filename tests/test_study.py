@@ -23,7 +23,7 @@ from repro.errors import ConfigError
 from repro.paths import PROJECT_ROOT, results_dir
 from repro.cli import add_sweep
 from repro.sweep.kernel import check_kernel
-from repro.sweep.lock import SweepLockedError, _sweep_lock
+from repro.sweep.lock import SweepLockedError, sweep_lock
 from repro.sweep.plan import parse_param, plan_sweep
 from repro.sweep.run import run_sweep
 
@@ -107,10 +107,10 @@ def test_param_parsing_and_kernel_check(tmp_path, monkeypatch):
 def test_live_lock_refuses_a_second_sweep(tmp_path):
     (tmp_path / ".sweep.lock").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     with pytest.raises(SweepLockedError, match="another sweep"):
-        with _sweep_lock(tmp_path, print):
+        with sweep_lock(tmp_path, print):
             pass
     (tmp_path / ".sweep.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
-    with _sweep_lock(tmp_path, print):  # stale: taken over
+    with sweep_lock(tmp_path, print):  # stale: taken over
         assert json.loads((tmp_path / ".sweep.lock").read_text())["pid"] == os.getpid()
     assert not (tmp_path / ".sweep.lock").exists()
 

@@ -73,7 +73,7 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
 
     from repro.engine.stage import supervised_stage
     from repro.experiments.context import make_context
-    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage
+    from repro.experiments.kd_stage import build_teachers, kd_stage, true_caption_prefix
     from repro.models.checkpoints import save_checkpoint
     from repro.names import SUBSETS, subset_tasks
 
@@ -93,7 +93,7 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
         m = ctx.new_model(subset_tasks(s))
         members[s] = (m, save_checkpoint(tmp / f"teacher-{s}.pt", m, ctx.prepared))
     t0 = time.perf_counter()
-    ts = build_teachers(ctx, members, idx, _true_prefix(ctx, idx), "bench")
+    ts = build_teachers(ctx, members, idx, true_caption_prefix(ctx, idx), "bench")
     cache_s = time.perf_counter() - t0
     taus = {t: 5.0 for t in tasks}
     m2 = _fit_speed(ctx, bank, kd_stage(ctx, "m2", tasks, ts, taus, labeled=True), idx, epochs)

@@ -46,7 +46,7 @@ def cam_map_size(model: nn.Module, image_size: int) -> tuple[int, int]:
     try:
         was = model.training
         model.eval()
-        model._features(torch.zeros(1, 3, image_size, image_size, device=_device(model)), from_trunk=False)
+        model._features(torch.zeros(1, 3, image_size, image_size, device=model_device(model)), from_trunk=False)
         model.train(was)
     finally:
         hook.remove()
@@ -100,7 +100,7 @@ class HeadOutput(nn.Module):
         return caption_log_likelihood(self.model.decoder, feats, ids.to(feats.device).long()).unsqueeze(1)
 
 
-def _device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
@@ -151,7 +151,7 @@ def cam_maps(model: nn.Module, images_uint8, task: str, targets=None, batch_size
     out: list[np.ndarray] = []
     try:
         for s in range(0, n, batch_size):
-            x = preprocess(images_uint8[s:s + batch_size], model.encoder_spec, device=_device(model))
+            x = preprocess(images_uint8[s:s + batch_size], model.encoder_spec, device=model_device(model))
             wrapper.captions = None if caps is None else caps[s:s + batch_size]
             tg = None
             if task == "caption":

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repro.analysis.cam import _device, cam_maps
+from repro.analysis.cam import cam_maps, model_device
 from repro.engine.metrics import bleu_paper
 from repro.errors import ConfigError, MissingStageError
 from repro.io import atomic_path
@@ -98,7 +98,7 @@ def caption_color(bleu: float) -> str:
     return "yellow" if bleu > 0 else "red"
 
 
-def _judge(pred: str, truth: Mapping | None, task: str) -> dict[str, Any]:
+def judge_prediction(pred: str, truth: Mapping | None, task: str) -> dict[str, Any]:
     out: dict[str, Any] = {"pred": pred}
     if truth is None or truth.get(task) is None:
         return {**out, "true": None, "correct": None, "color": None}
@@ -135,7 +135,7 @@ def predictions(model: nn.Module, images_uint8, meta, truth: Sequence[Mapping] |
     raw: dict[str, list] = {t: [] for t in model.tasks}
     try:
         for s in range(0, len(images_uint8), batch_size):
-            x = preprocess(images_uint8[s:s + batch_size], model.encoder_spec, device=_device(model))
+            x = preprocess(images_uint8[s:s + batch_size], model.encoder_spec, device=model_device(model))
             o = model(x)
             for t in ("coarse", "fine"):
                 if t in model.tasks:
@@ -145,7 +145,7 @@ def predictions(model: nn.Module, images_uint8, meta, truth: Sequence[Mapping] |
                 raw["caption"] += [" ".join(vocab.decode(row)) for row in ids]
     finally:
         model.train(was_training)
-    return [{t: _judge(raw[t][i], None if truth is None else truth[i], t) for t in model.tasks}
+    return [{t: judge_prediction(raw[t][i], None if truth is None else truth[i], t) for t in model.tasks}
             for i in range(len(images_uint8))]
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 from repro.data import labels as L
 from repro.errors import ConfigError, DataError
 from repro.io import atomic_write_text
-from repro.names import P_VALUES
+from repro.names import P_VALUES, check_p
 from repro.paths import layout, split_dir
 
 TEST_FRACTION = 0.15
@@ -290,18 +290,6 @@ def load_or_make_split(dataset, seed: int, max_patients: int | None = None,
     order = pd.Series(np.arange(len(manifest)), index=manifest["image"].astype(str).values)
     split_df = split_df.iloc[np.argsort(order.reindex(split_df["image"]).values, kind="stable")]
     return split_df.reset_index(drop=True), path
-
-
-def check_p(p: int) -> int:
-    """``p`` as an int, or a ConfigError naming it and the allowed values."""
-    try:
-        ok = int(p) == p and int(p) in P_VALUES
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"labeled fraction p={p!r} is not allowed; choose one of {list(P_VALUES)} "
-                          "(% of all patients).")
-    return int(p)
 
 
 def _nonempty(sel: pd.DataFrame, what: str) -> pd.DataFrame:

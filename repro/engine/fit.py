@@ -1,5 +1,8 @@
-"""Training engine: SGD-Nesterov, early stopping on validation, best checkpoint restored,
-one test evaluation, one atomic result JSON per run (paper §4.1; docs/design.md §4, §6).
+"""Training engine: the profile's optimiser (SGD-Nesterov as in the paper, or AdamW), early stopping on
+the validation score (:func:`validation_score`: the mean over the trained tasks of their main metric,
+:data:`repro.names.PRIMARY`: T1 balanced accuracy, T2 top-1, T3 ``bleu_paper``), the best epoch's weights
+restored (``restore_best=False`` keeps the last epoch's), one test evaluation, one atomic result JSON per
+run (paper §4.1; docs/design.md §4, §6).
 
 A *stage* (M1, M2, M3, τ-study) is described by which tasks it trains, how a
 batch is assembled (labels, teacher outputs, caption prefix) and its loss,
@@ -20,14 +23,15 @@ import torch
 
 from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
-from repro.engine.stage import Stage, _to, trim_captions
+from repro.engine.stage import Stage, to_device, trim_captions
 from repro.errors import ConfigError, DataError
 from repro.names import PRIMARY, TASKS
 from repro.progress import epoch_line, plain_lines, tqdm_class
 
 
 def validation_score(metrics: dict[str, Any], tasks) -> float:
-    """Model selection score: mean over trained tasks of the primary metric (T1 acc, T2 top-1, T3 BLEU)."""
+    """Model selection score: mean over the trained tasks of their main metric (:data:`repro.names.PRIMARY`:
+    T1 balanced accuracy, T2 top-1 accuracy, T3 ``bleu_paper``)."""
     vals = [metrics[t][PRIMARY[t][0]] for t in tasks if t in metrics]
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -115,7 +119,7 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                 prefix = batch.get("prefix")
                 with autocast(device):
                     out = model(x, captions=None if prefix is None else prefix.to(device), from_trunk=bank.from_trunk)
-                    terms = stage.loss(out, _to(batch, device))
+                    terms = stage.loss(out, to_device(batch, device))
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()
                 opt.step()

@@ -94,7 +94,7 @@ def trim_captions(batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _to(batch: dict[str, Any], device) -> dict[str, Any]:
+def to_device(batch: dict[str, Any], device) -> dict[str, Any]:
     out = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
@@ -102,7 +102,7 @@ def _to(batch: dict[str, Any], device) -> dict[str, Any]:
         elif isinstance(v, list):
             out[k] = [t.to(device, non_blocking=True).float() if isinstance(t, torch.Tensor) else t for t in v]
         elif isinstance(v, dict):
-            out[k] = _to(v, device)
+            out[k] = to_device(v, device)
         else:
             out[k] = v
     return out

@@ -22,7 +22,8 @@ import torch
 from repro.device import resolve_device, seed_everything
 from repro.errors import ConfigError, MissingStageError
 from repro.io import clean_stale_temps, read_json, write_json
-from repro.names import P_VALUES, SUBSETS, TASKS, subset_code
+from repro.names import (NOTEBOOK_OF, SUBSETS, TASKS, check_p, checkpoint_file, notebook_path, result_file,
+                         subset_code)
 from repro.paths import check_writable, layout, layout_for_results, project_relative
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
@@ -80,10 +81,10 @@ class Context:
         return self.runs_dir / data_key(self.prepared) / f"p{self.p}" / f"seed{self.seed}"
 
     def result_path(self, stage: str, name: str) -> Path:
-        return self.run_results / f"{stage}-{name}.json"
+        return self.run_results / result_file(stage, name)
 
     def checkpoint_path(self, stage: str, name: str) -> Path:
-        return self.run_artifacts / f"{stage}-{name}.pt"
+        return self.run_artifacts / checkpoint_file(stage, name)
 
     def indices(self, split: str | None = None, **kw) -> np.ndarray:
         return np.asarray(self.prepared.indices(split, **kw))
@@ -137,8 +138,7 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     (``R/cache`` or ``$REPRO_CACHE``) and split files of non-reference data (``R/splits``) follow from it
     (:class:`repro.paths.Layout`). Every output folder is checked writable before any data is prepared.
     """
-    if int(p) not in P_VALUES:
-        raise ConfigError(f"p={p!r} is not an allowed labeled fraction; use one of {list(P_VALUES)}")
+    p = check_p(p)
     prof = get_profile(profile, **overrides)
     if prof.num_threads:
         torch.set_num_threads(prof.num_threads)
@@ -280,8 +280,8 @@ def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
     return model.to(ctx.device)
 
 
-M1_HOW = "notebooks/01_m1_teachers.ipynb"
-M2_HOW = "notebooks/02_m2_distill.ipynb"
+M1_HOW = notebook_path(NOTEBOOK_OF["m1"])
+M2_HOW = notebook_path(NOTEBOOK_OF["m2"])
 
 
 def stage_inputs(ctx: Context, stage: str) -> list[tuple[str, str, str]]:

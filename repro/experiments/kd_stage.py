@@ -65,12 +65,12 @@ def kd_stage(ctx: Context, name: str, tasks, teachers: TeacherSet, taus: dict[st
     return Stage(name, tuple(tasks), make_batch, loss, teacher_forcing=1.0, params=params)
 
 
-def _true_prefix(ctx: Context, idx: np.ndarray) -> np.ndarray:
+def true_caption_prefix(ctx: Context, idx: np.ndarray) -> np.ndarray:
     caps = np.asarray(ctx.prepared.captions)[idx]
     return np.broadcast_to(caps, (len(ctx.profile.views),) + caps.shape).copy()
 
 
-def _greedy_prefix(ctx: Context, model, ckpt, idx: np.ndarray) -> tuple[np.ndarray, str]:
+def teacher_greedy_prefix(ctx: Context, model, ckpt, idx: np.ndarray) -> tuple[np.ndarray, str]:
     """The main teacher's greedy captions of ``idx`` (cached beside the teacher outputs)."""
     return cached_greedy_prefix(ctx.run_artifacts / "teacher_cache", ckpt, model, ctx.bank(), idx,
                                 max_len=ctx.profile.max_caption_len + 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from repro.experiments.context import Context, require_checkpoint, train_and_record
-from repro.names import SUBSETS, subset_tasks
+from repro.names import NOTEBOOK_OF, SUBSETS, notebook_path, subset_tasks
 
 
 def run_m1(ctx: Context, subset: str, force: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -27,4 +27,4 @@ def run_m1_all(ctx: Context, subsets=SUBSETS, force: bool = False, progress: boo
 
 
 def m1_checkpoint(ctx: Context, subset: str):
-    return require_checkpoint(ctx, "m1", subset, "notebooks/01_m1_teachers.ipynb (or `python -m repro train --stage m1`)")
+    return require_checkpoint(ctx, "m1", subset, f"{notebook_path(NOTEBOOK_OF['m1'])} (or `python -m repro train --stage m1`)")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from repro.experiments.context import Context, require_checkpoint, train_and_record
-from repro.experiments.kd_stage import _greedy_prefix, _true_prefix, build_teachers, kd_stage, m1_members
+from repro.experiments.kd_stage import build_teachers, kd_stage, m1_members, teacher_greedy_prefix, true_caption_prefix
 from repro.experiments.m1 import m1_checkpoint
 from repro.experiments.tau import resolve_taus, tau_source
-from repro.names import MAIN, SUBSETS, subset_tasks
+from repro.names import MAIN, NOTEBOOK_OF, SUBSETS, notebook_path, subset_tasks
 
 
 def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True, *,
@@ -28,7 +28,7 @@ def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     tau = resolve_taus(ctx, taus)
     idx = ctx.indices("train", p=ctx.p)
     members = m1_members(ctx) if ensemble else m1_members(ctx, (MAIN,))
-    ts = build_teachers(ctx, members, idx, _true_prefix(ctx, idx), "true")
+    ts = build_teachers(ctx, members, idx, true_caption_prefix(ctx, idx), "true")
     stage = kd_stage(ctx, "m2", tasks, ts, tau, labeled=True, kd_reduction=kd_reduction, aggregation=aggregation)
     name = name or ("ensemble" if ensemble else "single")
     return train_and_record(ctx, stage_name, name, m1_checkpoint(ctx, MAIN), stage, idx,
@@ -39,7 +39,7 @@ def run_m2(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
 def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progress: bool = True, *,
            kd_reduction: str | None = None, aggregation: str | None = None, restore_best: bool = True,
            stage_name: str = "m3", name: str | None = None, init: tuple[str, str] | None = None,
-           how: str = "notebooks/02_m2_distill.ipynb", force: bool = False) -> dict[str, Any]:
+           how: str = notebook_path(NOTEBOOK_OF["m2"]), force: bool = False) -> dict[str, Any]:
     """M3: start from the best M2; on the unlabeled set minimise Σ_t τ_t² KL (Eq. 3).
     The teacher is that M2 alone, or the ensemble with M2 in place of M1{T1,T2,T3}.
 
@@ -52,7 +52,7 @@ def run_m3(ctx: Context, ensemble: bool = False, taus: Any = "validation", progr
     m2 = require_checkpoint(ctx, m2_stage, m2_name, how)
     m2_ckpt = ctx.checkpoint_path(m2_stage, m2_name)
     idx = ctx.indices(unlabeled=(ctx.profile.unlabeled, ctx.p))
-    prefix, tag = _greedy_prefix(ctx, m2, m2_ckpt, idx)
+    prefix, tag = teacher_greedy_prefix(ctx, m2, m2_ckpt, idx)
     members = {f"{m2_stage}-{m2_name}": (m2, m2_ckpt)}
     if ensemble:
         members.update(m1_members(ctx, tuple(s for s in SUBSETS if s != MAIN)))

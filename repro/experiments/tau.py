@@ -6,10 +6,10 @@ from typing import Any
 
 from repro.errors import ConfigError, MissingStageError
 from repro.experiments.context import Context, train_and_record
-from repro.experiments.kd_stage import _greedy_prefix, build_teachers, kd_stage
+from repro.experiments.kd_stage import build_teachers, kd_stage, teacher_greedy_prefix
 from repro.experiments.m1 import m1_checkpoint
 from repro.io import read_json, write_json
-from repro.names import TASKS, TAU_SELECTION_FILE, subset_code
+from repro.names import NOTEBOOK_OF, TASKS, TAU_SELECTION_FILE, notebook_path, result_file, subset_code
 
 # per-task temperatures (T1, T2, T3) of the authors' code, by training fraction p
 AUTHORS_TAUS = {70: (5, 5, 5), 60: (5, 10, 5), 45: (1, 5, 5), 30: (5, 10, 10), 15: (10, 10, 10)}
@@ -55,7 +55,7 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
         teacher = m1_checkpoint(ctx, code)
         ckpt = ctx.checkpoint_path("m1", code)
         idx = ctx.indices(unlabeled=(ctx.profile.unlabeled, ctx.p))
-        prefix, tag = _greedy_prefix(ctx, teacher, ckpt, idx) if task == "caption" else (None, "none")
+        prefix, tag = teacher_greedy_prefix(ctx, teacher, ckpt, idx) if task == "caption" else (None, "none")
         ts = build_teachers(ctx, {code: (teacher, ckpt)}, idx, prefix, tag)
         scores = {}
         for tau in taus:
@@ -69,7 +69,7 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
             scores[float(tau)] = res["best_val_score"]
         best[task] = max(scores, key=lambda k: (scores[k], -k))
     write_json(ctx.run_results / TAU_SELECTION_FILE,
-               {"best": best, "seed": ctx.seed, "runs": {k: f"tau-{k}.json" for k in runs}})
+               {"best": best, "seed": ctx.seed, "runs": {k: result_file("tau", k) for k in runs}})
     return {"best": best, "runs": runs, "seed": ctx.seed}
 
 
@@ -79,7 +79,8 @@ def _load_study(ctx: Context) -> dict[str, Any]:
     if not sel.exists():
         raise MissingStageError(
             f"the temperature study of profile={ctx.profile.name} p={ctx.p} seed={ctx.seed} (which serves every "
-            f"seed: profile setting tau_seed) is missing ({sel}); run notebooks/04_temperature.ipynb with seed={ctx.seed} first")
+            f"seed: profile setting tau_seed) is missing ({sel}); "
+            f"run {notebook_path(NOTEBOOK_OF['tau'])} with seed={ctx.seed} first")
     summary = read_json(sel)
     runs = {name: read_json(ctx.run_results / fname) for name, fname in summary["runs"].items()}
     return {"best": {t: float(v) for t, v in summary["best"].items()}, "runs": runs, "seed": ctx.seed}

@@ -21,13 +21,14 @@ import pandas as pd
 
 from repro.experiments.ablations.leakage import UNITS, leakage_name
 from repro.experiments.ablations.transfer import INITS, transfer_name
-from repro.names import ABLATION_STAGE, MAIN, P_VALUES
+from repro.experiments.ablations.transfer import MODELS as KINDS
+from repro.names import ABLATION_STAGE, MAIN, P_ENDS, P_VALUES
 from repro.paths import project_relative
-from repro.report.ablation_tables import AblationView, METRICS, _model_rows, _scores, fmt_effect, load_ablation_results
+from repro.report.ablation_tables import (METRICS, AblationView, fmt_effect, load_ablation_results, model_rows,
+                                          run_scores)
 from repro.report.ablation_tables import paired_effect
 
 EFFECT_METRICS = ("T1_bacc", "T1_acc", "T2_top1")
-KINDS = ("m1", "m3")
 TRANSFER_MODELS = {f"{kind.upper()}, {init} init": (ABLATION_STAGE, transfer_name(init, kind))
                    for kind in KINDS for init in INITS}
 LEAKAGE_MODELS = {f"M1, {unit}-level split": (ABLATION_STAGE, leakage_name(unit)) for unit in reversed(UNITS)}
@@ -42,7 +43,7 @@ PAPER_REFERENCE = ("paper_table3", "M1", "T1")
 PAPER_MODELS = {"M1 (T1+T2+T3)": ("paper_table3", "M1", MAIN), "M2": ("paper_table5", "M2", MAIN),
                 "M3": ("paper_table5", "M3", MAIN), "M3+ensemble": ("paper_table5", "M3+ensemble", MAIN)}
 # the paper's claim (§1, §4.2): MTL + KD with 15 % of the labels ≈ single-task with 70 %
-PAPER_CLAIM = (15, 70)
+PAPER_CLAIM = P_ENDS
 SAVINGS_METRIC_NAME = {"T1_bacc": "balanced accuracy", "T1_acc": "accuracy"}
 SAVINGS_COLUMNS = ["model", "p", "seeds", "score", "p_prime", "relation", "p_prime_label", "labels_saved"]
 
@@ -51,7 +52,7 @@ def _per_p_effects(df: pd.DataFrame, a: tuple[str, str], b: tuple[str, str], col
     """A − B per p and metric, paired by seed: columns p, metric, effect, ci_low, ci_high, verdict, n_pairs."""
     rows = []
     for col in cols:
-        sa, sb = _scores(df, *a, col), _scores(df, *b, col)
+        sa, sb = run_scores(df, *a, col), run_scores(df, *b, col)
         ps = sorted(set(sa.index.get_level_values("p")) & set(sb.index.get_level_values("p"))) if len(sa) and len(sb) else []
         for p in ps:
             e = paired_effect(sa[sa.index.get_level_values("p") == p], sb[sb.index.get_level_values("p") == p])
@@ -77,7 +78,7 @@ def transfer_view(results_dir) -> AblationView:
     """Test metrics (mean over seeds, per p) of M1 and M3 with an ImageNet and a random encoder init, what
     was trained, and ImageNet − random per (model, p)."""
     df = load_ablation_results(results_dir)
-    table = _model_rows(df, TRANSFER_MODELS, EFFECT_METRICS)
+    table = model_rows(df, TRANSFER_MODELS, EFFECT_METRICS)
     if not table.empty:
         info = {}
         for label, (stage, name) in TRANSFER_MODELS.items():
@@ -103,7 +104,7 @@ def leakage_view(results_dir) -> AblationView:
     """Test metrics of the same M1 run on the image-level and the patient-level split (mean over seeds,
     per p), the share of test images whose patient is in L_p, and image − patient per p."""
     df = load_ablation_results(results_dir)
-    table = _model_rows(df, LEAKAGE_MODELS, EFFECT_METRICS)
+    table = model_rows(df, LEAKAGE_MODELS, EFFECT_METRICS)
     if not table.empty:
         leak = []
         for label, (stage, name) in LEAKAGE_MODELS.items():

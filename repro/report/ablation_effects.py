@@ -6,7 +6,7 @@ the runner trained its own default, else ``<m>-<kind>.json``), and the per-image
 (``ablation-leakage-image.json`` vs ``ablation-leakage-patient.json``). An effect is the mean paired
 difference choice − default (same p and seed) on the task's main metric (:data:`repro.names.CLAIM_METRIC`:
 T1 balanced accuracy, T2 top-1, T3 ``bleu_paper``) with the 95 % t-interval of
-:func:`repro.report.claims.verdict`, pooled over p ∈ :data:`AUTHORS_PS` and seeds.
+:func:`repro.report.claims.verdict`, pooled over p ∈ :data:`repro.names.P_ENDS` (where the runs are) and seeds.
 A toggle run whose recorded params differ from its default's beyond the toggle's own
 (:func:`~repro.experiments.ablations.authors.param_changes`) is left out and counted in ``note``.
 """
@@ -22,11 +22,11 @@ import pandas as pd
 from repro.experiments.ablations.authors import KINDS, MODELS, TOGGLES, authors_name, default_variant, param_changes
 from repro.experiments.ablations.leakage import leakage_name
 from repro.io import read_json
-from repro.names import ABLATION_STAGE, CLAIM_NAME, CODES, result_file
+from repro.names import ABLATION_STAGE, CLAIM_NAME, CODES, P_ENDS, result_file
+from repro.report.ablation_tables import AblationView
 from repro.report.claims import model_scores, paired_differences, verdict
 from repro.report.results import result_row
 
-AUTHORS_PS = (15, 70)
 SPLIT_CHOICE = "per_image_split"
 SPLIT_LABEL = "per-image split (vs per-patient; M1, each on its own test set)"
 LEAKAGE_FILES = {unit: result_file(ABLATION_STAGE, leakage_name(unit)) for unit in ("image", "patient")}
@@ -61,7 +61,7 @@ def _row(res: dict, path: Path, name: str, p: int, seed: int, **extra) -> dict:
             "T3_bleu": r["T3_bleu"], "file": path.name, "unexpected": "", **extra}
 
 
-def load_authors_results(results_dir, ps: Iterable[int] = AUTHORS_PS, seeds: Iterable[int] | None = None) -> pd.DataFrame:
+def load_authors_results(results_dir, ps: Iterable[int] = P_ENDS, seeds: Iterable[int] | None = None) -> pd.DataFrame:
     """One row per run the effects need, at ``<results_dir>/p<p>/seed<s>/``: columns ``stage`` (``authors``),
     ``name`` (``m2-kd_mean``, ``m2-default_single``, ``m1-per_image_split``, ``m1-default_patient``), p, seed,
     ``T1_bacc T2_top1 T3_bleu``, ``file`` and ``unexpected`` (params a toggle changed beyond its own)."""
@@ -100,7 +100,7 @@ def _comparisons() -> list[tuple[str, str, str]]:
     return out + [(SPLIT_CHOICE, "m1", "m1-default_patient")]
 
 
-def authors_effects(df: pd.DataFrame, ps: Iterable[int] = AUTHORS_PS) -> pd.DataFrame:
+def authors_effects(df: pd.DataFrame, ps: Iterable[int] = P_ENDS) -> pd.DataFrame:
     """Effect choice − default per (choice, model, task), paired by (p, seed), with its 95 % t-interval."""
     ps = tuple(int(p) for p in ps)
     rows = []
@@ -199,12 +199,18 @@ def forest_plot(effects: pd.DataFrame):
     return fig
 
 
-def authors_choices_report(results_dir, ps: Iterable[int] = AUTHORS_PS, seeds: Iterable[int] | None = None) -> dict[str, Any]:
+def authors_choices_report(results_dir, ps: Iterable[int] = P_ENDS, seeds: Iterable[int] | None = None) -> dict[str, Any]:
     """Everything the report shows for ablation 8: ``effects`` (long frame), ``table``, ``findings``, ``figure``."""
     df = load_authors_results(results_dir, ps, seeds)
     effects = authors_effects(df, ps)
     return {"results": df, "effects": effects, "table": effects_table(effects), "findings": findings(effects),
             "figure": forest_plot(effects)}
+
+
+def authors_view(results_dir) -> AblationView:
+    """The report's view of ablation 8: the pooled effects table, one finding per choice joined, the forest plot."""
+    r = authors_choices_report(results_dir)
+    return AblationView(r["table"], " ".join(r["findings"].values()), r["figure"], {"findings": r["findings"]})
 
 
 def run_effects(out: dict[str, Any]) -> pd.DataFrame:

@@ -18,16 +18,15 @@ import numpy as np
 import pandas as pd
 
 from repro.experiments.ablations.compression import COMPRESSION_COST_FILE, STUDENT_KD, STUDENT_NOKD
-from repro.experiments.ablations.hinton import HINTON_PS
 from repro.experiments.ablations.imbalance import imbalance_name
+from repro.experiments.ablations.subclass import PLAIN_KD
 from repro.io import read_json
-from repro.names import ABLATION_STAGE, MAIN
+from repro.names import ABLATION_STAGE, MAIN, METRIC_LABEL, P_ENDS
 from repro.report.claims import verdict
 from repro.report.results import result_rows
 
 ABLATION_RE = re.compile(rf"^({ABLATION_STAGE}|m1)-(.+)\.json$")
-METRICS = {"T1_bacc": "T1 bacc", "T1_acc": "T1 acc", "T1_f1": "T1 macro-F1", "T2_top1": "T2 top-1",
-           "T3_bleu": "T3 bleu_paper"}
+METRICS = {col: METRIC_LABEL[col] for col in ("T1_bacc", "T1_acc", "T1_f1", "T2_top1", "T3_bleu")}
 T1_METRICS = ("T1_bacc", "T1_acc", "T1_f1")
 
 
@@ -48,7 +47,7 @@ def load_ablation_results(results_dir) -> pd.DataFrame:
     return pd.DataFrame(result_rows(results_dir, ABLATION_RE)[0])
 
 
-def _scores(df: pd.DataFrame, stage: str, name: str, col: str) -> pd.Series:
+def run_scores(df: pd.DataFrame, stage: str, name: str, col: str) -> pd.Series:
     if df.empty:
         return pd.Series(dtype=float)
     sel = df[(df["stage"] == stage) & (df["name"] == name)]
@@ -71,7 +70,7 @@ def fmt_effect(e: dict[str, Any]) -> str:
     return f"{e['effect']:+.3f}{ci}, {e['n_pairs']} pair{'s' if e['n_pairs'] != 1 else ''}"
 
 
-def _model_rows(df: pd.DataFrame, models: dict[str, tuple[str, str]], cols) -> pd.DataFrame:
+def model_rows(df: pd.DataFrame, models: dict[str, tuple[str, str]], cols) -> pd.DataFrame:
     """Mean and std over seeds of ``cols`` per (model label, p)."""
     rows = []
     for label, (stage, name) in models.items():
@@ -113,12 +112,12 @@ def compression_view(results_dir) -> AblationView:
     """Parameters, FLOPs, CPU latency (means over the cost files) and every task's test metrics
     (mean over seeds, per p) of the teacher and the small student with and without KD."""
     df = load_ablation_results(results_dir)
-    metrics = _model_rows(df, COMPRESSION_MODELS, list(METRICS))
+    metrics = model_rows(df, COMPRESSION_MODELS, list(METRICS))
     costs = _costs(results_dir)
     table = metrics.merge(costs, left_on="model", right_index=True, how="left") if not metrics.empty else metrics
-    student = _scores(df, ABLATION_STAGE, STUDENT_KD, "T1_bacc")
-    kd = paired_effect(student, _scores(df, ABLATION_STAGE, STUDENT_NOKD, "T1_bacc"))
-    gap = paired_effect(student, _scores(df, "m1", MAIN, "T1_bacc"))
+    student = run_scores(df, ABLATION_STAGE, STUDENT_KD, "T1_bacc")
+    kd = paired_effect(student, run_scores(df, ABLATION_STAGE, STUDENT_NOKD, "T1_bacc"))
+    gap = paired_effect(student, run_scores(df, "m1", MAIN, "T1_bacc"))
     ratio = float("nan")
     if not costs.empty and {"teacher M1 (T1+T2+T3)", "student, KD"} <= set(costs.index):
         ratio = costs.loc["student, KD", "params trainable"] / costs.loc["teacher M1 (T1+T2+T3)", "params trainable"]
@@ -154,7 +153,7 @@ def hinton_view(results_dir) -> AblationView:
     else:
         table = h.pivot_table(index=["p", "alpha"], columns="T", values="T1_bacc", aggfunc="mean")
     ps = sorted(set(h["p"])) if not h.empty else []
-    shown = [p for p in HINTON_PS if p in ps] or ps
+    shown = [p for p in P_ENDS if p in ps] or ps
     fig, axes = plt.subplots(1, max(len(shown), 1), figsize=(4.2 * max(len(shown), 1), 3.4), squeeze=False)
     for ax, p in zip(axes[0], shown):
         grid = table.loc[p]
@@ -172,7 +171,7 @@ def hinton_view(results_dir) -> AblationView:
     if not h.empty:
         best = h.loc[h.groupby(["p", "seed"])["val_score"].idxmax()]
         chosen = best.set_index(["p", "seed"])["T1_bacc"].astype(float)
-    e = paired_effect(chosen, _scores(df, "m1", "T1", "T1_bacc"))
+    e = paired_effect(chosen, run_scores(df, "m1", "T1", "T1_bacc"))
     cell = ""
     if not table.empty:
         cells = table.stack()
@@ -200,8 +199,8 @@ def subclass_view(results_dir) -> AblationView:
     for n in ns:
         models[f"student, subclass KD (n = {n})"] = (ABLATION_STAGE, f"subclass-n{n}")
         models[f"student, KD from the n = {n} teacher's class logits"] = (ABLATION_STAGE, f"subclass-n{n}-classkd")
-    models["student, conventional KD from M1 (T1)"] = (ABLATION_STAGE, "subclass-plainkd")
-    table = _model_rows(df, models, T1_METRICS)
+    models["student, conventional KD from M1 (T1)"] = (ABLATION_STAGE, PLAIN_KD)
+    table = model_rows(df, models, T1_METRICS)
     if not table.empty:
         settings = {}
         for label, (stage, name) in models.items():
@@ -210,9 +209,9 @@ def subclass_view(results_dir) -> AblationView:
             settings[label] = {k: prm.get(k) for k in ("n", "beta", "aux_tau", "tau", "alpha")}
         table = table.join(pd.DataFrame.from_dict(settings, orient="index"), on="model")
     effects, parts = {}, []
-    plain = _scores(df, ABLATION_STAGE, "subclass-plainkd", "T1_bacc")
+    plain = run_scores(df, ABLATION_STAGE, PLAIN_KD, "T1_bacc")
     for n in ns:
-        e = paired_effect(_scores(df, ABLATION_STAGE, f"subclass-n{n}", "T1_bacc"), plain)
+        e = paired_effect(run_scores(df, ABLATION_STAGE, f"subclass-n{n}", "T1_bacc"), plain)
         effects[f"n{n}"] = e
         parts.append(f"n = {n}: {fmt_effect(e)}")
     finding = ("Subclass KD minus conventional KD (same student, p and budget), T1 balanced accuracy: "
@@ -229,9 +228,10 @@ def imbalance_view(results_dir, default_power: float = 0.6) -> AblationView:
         if not df.empty else []
     models = {("plain CE" if n == imbalance_name(0) else f"class-balanced, power {n.removeprefix('imbalance-cb')}"):
               (ABLATION_STAGE, n) for n in names}
-    table = _model_rows(df, models, T1_METRICS)
+    table = model_rows(df, models, T1_METRICS)
     cb = imbalance_name(default_power)
-    effects = {c: paired_effect(_scores(df, ABLATION_STAGE, cb, c), _scores(df, ABLATION_STAGE, imbalance_name(0), c))
+    effects = {c: paired_effect(run_scores(df, ABLATION_STAGE, cb, c),
+                                run_scores(df, ABLATION_STAGE, imbalance_name(0), c))
                for c in T1_METRICS}
     finding = (f"Class-balanced T1 loss (power {default_power:g}) minus plain CE: "
                + "; ".join(f"{METRICS[c]} {fmt_effect(e)}" for c, e in effects.items()) + ".")

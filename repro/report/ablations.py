@@ -1,49 +1,96 @@
-"""The report's "Beyond the paper" section: one view per ablation of notebook 07, in its numbered order.
+"""The ablations of the registry (:data:`repro.report.ablation_registry.ABLATIONS`), run and shown.
 
-Each view (:class:`repro.report.ablation_tables.AblationView`) holds a table, a one-sentence finding with
-its effect and 95 % CI, and a figure where one helps; the views read the ``ablation-*.json`` result files
-of every p and seed under a results folder and say "no paired runs yet" where there are none.
+* :func:`run_ablations`: notebook 07 for one ``(profile, p, seed)``. Per ablation, in the registry's order:
+  its numbered heading and description, its run (where it runs at this p; the registered result files
+  must then exist), its view over every p and seed run so far (table, finding, figure), and one record,
+  ``07_ablations.json``, with every run's summary and finding.
+* :func:`show_ablations`: the report's "Beyond the paper" section (notebook 06): per ablation its
+  numbered title and finding, its table and figure, over the result files of every p and seed.
+
+Each view (:class:`repro.report.ablation_tables.AblationView`) reads the ``ablation-*.json`` result files
+under a results folder and says "no paired runs yet" where there are none.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from repro.report.ablation_curves import label_savings_view, leakage_view, transfer_view
-from repro.report.ablation_effects import authors_choices_report
-from repro.report.ablation_tables import (AblationView, compression_view, hinton_view, imbalance_view,
-                                          subclass_view)
+from IPython.display import Markdown, display
 
-TITLES = {
-    "compression": "1 · Compression: the MTL teacher into a student of 3 % of its trainable size",
-    "hinton": "2 · The conventional KD sweep (Hinton): α × T on T1",
-    "subclass": "3 · Subclass distillation",
-    "transfer": "4 · Transfer learning: ImageNet vs random initialisation",
-    "imbalance": "5 · Class imbalance: plain CE vs the class-balanced T1 loss",
-    "leakage": "6 · Split leakage: image-level vs patient-level split",
-    "label_savings": "7 · Label savings: the labeled fraction single-task M1{T1} needs for the same score",
-    "authors": "8 · What each choice of the published code does to the result",
-}
-
-
-def _authors_view(results_dir) -> AblationView:
-    r = authors_choices_report(results_dir)
-    return AblationView(r["table"], " ".join(r["findings"].values()), r["figure"],
-                        {"findings": r["findings"]})
-
-
-VIEWS = {
-    "compression": compression_view, "hinton": hinton_view, "subclass": subclass_view,
-    "transfer": transfer_view, "imbalance": imbalance_view, "leakage": leakage_view,
-    "label_savings": label_savings_view, "authors": _authors_view,
-}
+from repro.errors import ConfigError
+from repro.io import write_json
+from repro.paths import project_relative
+from repro.report.ablation_registry import ABLATIONS, NOTEBOOK, numbered
+from repro.report.ablation_tables import AblationView
 
 
 def ablation_views(results_dir: str | Path) -> dict[str, AblationView]:
-    """Every ablation's view over the result files under ``results_dir`` (``<root>/<profile>``)."""
-    return {key: view(results_dir) for key, view in VIEWS.items()}
+    """Every registered ablation's view over the result files under ``results_dir`` (``<root>/<profile>``)."""
+    return {key: entry.view(results_dir) for key, entry in ABLATIONS.items()}
 
 
 def ablation_findings(views: dict[str, AblationView]) -> dict[str, str]:
     """``{ablation: finding}``, for the report's summary JSON and the README."""
     return {key: v.finding for key, v in views.items()}
+
+
+def _show_table_and_figure(view: AblationView) -> None:
+    """The view's table (when it has rows) and its figure; the figure is closed so it is shown once."""
+    import matplotlib.pyplot as plt
+
+    if not view.table.empty:
+        display(view.table.round(3))
+        if view.figure is not None:
+            display(view.figure)
+    if view.figure is not None:
+        plt.close(view.figure)
+
+
+def show_ablations(results_dir: str | Path) -> dict[str, AblationView]:
+    """The report's section: each ablation's numbered title and finding, then its table and figure."""
+    views = ablation_views(results_dir)
+    for key, view in views.items():
+        display(Markdown(f"### {numbered(key)}\n\n{view.finding}"))
+        _show_table_and_figure(view)
+    return views
+
+
+def run_ablation(ctx, key: str) -> dict[str, Any]:
+    """One ablation of notebook 07 at ``ctx``'s ``(profile, p, seed)``: heading and description, its run
+    (skipped at a p it does not run at), its view over every run so far; the record of this run."""
+    entry = ABLATIONS.get(key)
+    if entry is None:
+        raise ConfigError(f"unknown ablation {key!r}; registered: {list(ABLATIONS)}")
+    display(Markdown(f"## {numbered(key)}\n\n{entry.description}"))
+    record: dict[str, Any] = {"item": key, "p": ctx.p, "seed": ctx.seed}
+    if entry.runs_at(ctx.p):
+        out = entry.run(ctx)
+        missing = [f for f in entry.files if not (ctx.run_results / f).exists()]
+        if missing:
+            raise ConfigError(
+                f"ablation {key!r} ran but did not write {missing} into "
+                f"{project_relative(ctx.run_results, siblings=True)}; its registry entry "
+                "(repro/report/ablation_registry.py) must list the files its runner writes")
+        record.update(out)
+        record["files"] = list(entry.files)
+        if entry.run_table is not None:
+            display(entry.run_table(out))
+    elif entry.run is not None:
+        record["skipped"] = f"runs at p in {list(entry.ps)} only"
+    view = entry.view(ctx.results_dir)
+    record["finding"] = view.finding
+    record["effect"] = view.effect
+    _show_table_and_figure(view)
+    display(Markdown(view.finding))
+    return record
+
+
+def run_ablations(ctx, keys=None) -> dict[str, Any]:
+    """Notebook 07: every registered ablation (or ``keys``) in order, and their record,
+    ``<results>/<profile>/p<p>/seed<seed>/07_ablations.json``, written and returned."""
+    record: dict[str, Any] = {"notebook": NOTEBOOK, "profile": ctx.profile.name, "p": ctx.p, "seed": ctx.seed}
+    for key in (list(ABLATIONS) if keys is None else keys):
+        record[key] = run_ablation(ctx, key)
+    write_json(ctx.run_results / f"{NOTEBOOK}.json", record)
+    return record

@@ -17,11 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from repro.errors import ConfigError, MissingStageError
+from repro.names import METRIC_LABEL
 from repro.paths import REFERENCE_RESULTS_ROOT, project_relative
 from repro.report.results import load_results, results_folder
 
 # report column -> how the table names it
-METRICS = {"T1_bacc": "T1 bacc", "T1_acc": "T1 acc", "T2_top1": "T2 top1", "T3_bleu": "T3 bleu"}
+METRICS = {col: METRIC_LABEL[col] for col in ("T1_bacc", "T1_acc", "T2_top1", "T3_bleu")}
 DEFAULT_TOLERANCE = 0.01
 RunKey = tuple[int, int, str, str]  # (p, seed, stage, name)
 

@@ -13,7 +13,7 @@ from repro.report.results import BACC, STATS
 COUNT_GROUPS = ("count", "test images", "support", "n")
 
 
-def _fmt_num(v: float, digits: int) -> str:
+def fmt_num(v: float, digits: int) -> str:
     return "–" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
 
 
@@ -33,7 +33,7 @@ def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
     out = {}
     for g in dict.fromkeys(table.columns.get_level_values(0)):
         d = digits.get(g, 3) if isinstance(digits, dict) else digits
-        num = (lambda v, d=d: _fmt_count(v, d)) if g in COUNT_GROUPS else (lambda v, d=d: _fmt_num(v, d))
+        num = (lambda v, d=d: _fmt_count(v, d)) if g in COUNT_GROUPS else (lambda v, d=d: fmt_num(v, d))
         stats = list(table[g].columns)
         if "mean" in stats and "n" in stats:
             def ours(r, num=num):

@@ -10,7 +10,8 @@ import pandas as pd
 
 from repro.names import CLAIM_NAME, METRIC_COL, SELECTION_STAGES, STAGES
 from repro.report.paper import paper_confusion
-from repro.report.results import ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, _frame, _num, _select, _stats
+from repro.report.results import (ERROR_KEYS, ERROR_LABELS, PAPER_CLASS, PAPER_CLASS_ORDER, mean_std, nested_num,
+                                  select_runs, stats_frame)
 
 
 def _at_p(rows: pd.DataFrame, p: int | None) -> tuple[int, pd.DataFrame] | None:
@@ -58,7 +59,7 @@ def _pick(df, task, p, model, need=None):
     """``model`` = ``(stage, name)`` forces a model; else :func:`best_model`."""
     if model is not None:
         stage, name = model
-        at = _at_p(_select(df, stage, name), p)
+        at = _at_p(select_runs(df, stage, name), p)
         if at is None:
             return None
         p, rows = at
@@ -148,13 +149,13 @@ def topk_by_class(df: pd.DataFrame, p: int | None = None, model=None) -> pd.Data
         by, nb = f.get("topk_by_group") or {}, f.get("n_by_group") or {}
         for g, accs in by.items():
             for k in range(1, 6):
-                per.setdefault(g, {}).setdefault(k, []).append(_num(accs, str(k)))
+                per.setdefault(g, {}).setdefault(k, []).append(nested_num(accs, str(k)))
         tot = sum(nb.get(g, 0) or 0 for g in by)
         for k in range(1, 6):
             if tot:
-                v = sum(_num(by[g], str(k)) * (nb.get(g, 0) or 0) for g in by) / tot
+                v = sum(nested_num(by[g], str(k)) * (nb.get(g, 0) or 0) for g in by) / tot
             else:
-                v = _num(f, f"top{k}")
+                v = nested_num(f, f"top{k}")
             per.setdefault("all", {}).setdefault(k, []).append(v)
     groups = _class_order([g for g in per if g != "all"]) + ["all"]
     paper = {("top5", "other"): _headline("T2 top-5 accuracy for melanoma"),
@@ -164,12 +165,12 @@ def topk_by_class(df: pd.DataFrame, p: int | None = None, model=None) -> pd.Data
     for g in groups:
         row = {}
         for k in range(1, 6):
-            st = _stats(per.get(g, {}).get(k, []))
+            st = mean_std(per.get(g, {}).get(k, []))
             key = f"top{k}"
             row.update({(key, "mean"): st["mean"], (key, "std"): st["std"], (key, "n"): st["n"],
                         (key, "paper"): paper.get((key, g), float("nan"))})
         rows[_class_label(g)] = row
-    out = _frame(rows, ["T1 class"], [f"top{k}" for k in range(1, 6)])
+    out = stats_frame(rows, ["T1 class"], [f"top{k}" for k in range(1, 6)])
     out.attrs["note"] = _describe(best, "T2")
     out.attrs["model"] = best["model"] if best else None
     return out
@@ -184,21 +185,21 @@ def bleu_by_class(df: pd.DataFrame, p: int | None = None, model=None) -> pd.Data
     for res in (best["rows"]["result"] if best else []):
         c = ((res.get("metrics") or {}).get("test") or {}).get("caption") or {}
         for g, v in (c.get("bleu_paper_by_group") or {}).items():
-            per.setdefault(g, []).append(_num({"v": v}, "v"))
-            n_img.setdefault(g, []).append(_num(c.get("n_by_group") or {}, g))
-        per.setdefault("all", []).append(_num(c, "bleu_paper"))
-        n_img.setdefault("all", []).append(_num(c, "n"))
+            per.setdefault(g, []).append(nested_num({"v": v}, "v"))
+            n_img.setdefault(g, []).append(nested_num(c.get("n_by_group") or {}, g))
+        per.setdefault("all", []).append(nested_num(c, "bleu_paper"))
+        n_img.setdefault("all", []).append(nested_num(c, "n"))
     paper = {"other": _headline("T3 BLEU melanoma"), "glaucoma": _headline("T3 BLEU glaucoma"),
              "amd": _headline("T3 BLEU AMD"), "dr": _headline("T3 BLEU DR"), "all": _headline("T3 BLEU best model")}
     groups = _class_order([g for g in per if g != "all"]) + ["all"]
     rows = {}
     for g in groups:
-        st = _stats(per.get(g, []))
-        ni = _stats(n_img.get(g, []))
+        st = mean_std(per.get(g, []))
+        ni = mean_std(n_img.get(g, []))
         rows[_class_label(g)] = {("bleu_paper", "mean"): st["mean"], ("bleu_paper", "std"): st["std"],
                                  ("bleu_paper", "n"): st["n"], ("bleu_paper", "paper"): paper.get(g, float("nan")),
                                  ("test images", "mean"): ni["mean"]}
-    out = _frame(rows, ["T1 class"], ["bleu_paper"])
+    out = stats_frame(rows, ["T1 class"], ["bleu_paper"])
     out[("test images", "mean")] = pd.Series({k: v[("test images", "mean")] for k, v in rows.items()})
     out.attrs["note"] = _describe(best, "T3")
     out.attrs["model"] = best["model"] if best else None
@@ -214,20 +215,20 @@ def error_analysis(df: pd.DataFrame, p: int | None = None, model=None) -> pd.Dat
     rates: dict[str, list[float]] = {k: [] for k in ERROR_KEYS}
     for res in (best["rows"]["result"] if best else []):
         ea = ((res.get("metrics") or {}).get("test") or {}).get("error_analysis") or {}
-        n = _num(ea, "test_samples")
+        n = nested_num(ea, "test_samples")
         for k in ERROR_KEYS:
-            v = _num(ea, k)
+            v = nested_num(ea, k)
             vals[k].append(v)
             rates[k].append(v / n if n and np.isfinite(n) else float("nan"))
     paper_n = _headline(ERROR_KEYS["test_samples"])
     rows = {}
     for k, q in ERROR_KEYS.items():
         pc = _headline(q)
-        c, r = _stats(vals[k]), _stats(rates[k])
+        c, r = mean_std(vals[k]), mean_std(rates[k])
         rows[ERROR_LABELS[k]] = {("count", "mean"): c["mean"], ("count", "std"): c["std"], ("count", "n"): c["n"],
                                  ("count", "paper"): pc, ("rate", "mean"): r["mean"], ("rate", "std"): r["std"],
                                  ("rate", "n"): r["n"], ("rate", "paper"): pc / paper_n if paper_n else float("nan")}
-    out = _frame(rows, ["outcome"], ["count", "rate"])
+    out = stats_frame(rows, ["outcome"], ["count", "rate"])
     out.attrs["note"] = _describe(best, "a 3-task model with error analysis")
     out.attrs["model"] = best["model"] if best else None
     return out

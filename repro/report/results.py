@@ -32,11 +32,9 @@ import numpy as np
 import pandas as pd
 
 from repro.io import read_json
-from repro.names import BASELINE_STAGE, P_VALUES, STAGES, TASK_METRIC, TASKS
+from repro.names import BASELINE_STAGE, METRIC_LABEL, NOTEBOOK_OF, P_VALUES, PAPER_TAUS, STAGES, TASK_METRIC, TASKS
 from repro.paths import project_relative, results_dir as default_results_dir
 from repro.report.claims import MODELS
-
-PAPER_TAUS = (0.5, 1.0, 5.0, 10.0)
 
 
 # the model stages and the baselines (``baseline-majority.json``, ``baseline-probe.json``)
@@ -53,16 +51,13 @@ BASELINE_LABEL = {"majority": "Majority class", "probe": "LR probe (frozen featu
 
 # column group of T1's main metric (balanced accuracy) in the comparison tables, shown before "T1"
 # (accuracy, the paper's metric); it has no paper counterpart
-BACC = "T1 bacc"
+BACC = METRIC_LABEL["T1_bacc"]
 GROUPS = (BACC,) + ("T1", "T2", "T3")
 
 
 STATS = ("mean", "std", "n", "paper")
 
 
-# which notebook produces each stage (for "what is missing" notes)
-NOTEBOOK_OF = {"m1": "01_m1_teachers", BASELINE_STAGE: "01_m1_teachers", "ensemble": "02_m2_distill", "m2": "02_m2_distill",
-               "m3": "03_m3_unlabeled", "tau": "04_temperature"}
 
 
 # our T1 classes -> the paper's (ODIR has no melanoma; "other" stands in for it)
@@ -108,7 +103,7 @@ def results_folder(profile: str = "quick", results_root=None, results_dir=None) 
     return default_results_dir(profile, Path(results_root).expanduser() if results_root else None)
 
 
-def _num(d: Any, *keys: str) -> float:
+def nested_num(d: Any, *keys: str) -> float:
     for k in keys:
         if not isinstance(d, dict):
             return float("nan")
@@ -173,27 +168,27 @@ def result_row(res: dict, path: Path | str = "", stage: str | None = None, name:
     if stage == "tau":
         m = re.fullmatch(r"(T[123])-tau([0-9.]+)", name)
         tau_task = params.get("task") or (m.group(1) if m else None)
-        tau = _num(params, "tau")
+        tau = nested_num(params, "tau")
         if not np.isfinite(tau) and m:
             tau = float(m.group(2))
     metrics = res.get("metrics") if isinstance(res.get("metrics"), dict) else {}
     test = metrics.get("test") if isinstance(metrics.get("test"), dict) else {}
-    n_test = next((_num(test, t, "n") for t in TASKS if np.isfinite(_num(test, t, "n"))),
+    n_test = next((nested_num(test, t, "n") for t in TASKS if np.isfinite(nested_num(test, t, "n"))),
                   float("nan"))
     tasks = res.get("tasks") or [t for t in TASKS if t in test]
     return {
         "stage": stage, "name": name, "model": model_label(stage, name, tau_task, tau),
         "p": _as_int(res.get("p"), _path_int(path, "p")), "seed": _as_int(res.get("seed"), _path_int(path, "seed")),
         "tasks": ",".join(tasks), "tau_task": tau_task, "tau": tau,
-        "T1_acc": _metric(res, "T1"), "T1_bacc": _num(test, "coarse", "balanced_accuracy"),
-        "T1_f1": _num(test, "coarse", "macro_f1"),
-        "T2_top1": _metric(res, "T2"), "T2_top5": _num(test, "fine", "top5"),
-        "T3_bleu": _metric(res, "T3"), "T3_bleu4": _num(test, "caption", "bleu4"),
-        "T3_exact": _num(test, "caption", "exact_match"),
+        "T1_acc": _metric(res, "T1"), "T1_bacc": nested_num(test, "coarse", "balanced_accuracy"),
+        "T1_f1": nested_num(test, "coarse", "macro_f1"),
+        "T2_top1": _metric(res, "T2"), "T2_top5": nested_num(test, "fine", "top5"),
+        "T3_bleu": _metric(res, "T3"), "T3_bleu4": nested_num(test, "caption", "bleu4"),
+        "T3_exact": nested_num(test, "caption", "exact_match"),
         "val_T1": _metric(res, "T1", "val"),
-        "val_T1_bacc": _num(metrics.get("val"), "coarse", "balanced_accuracy"), "val_T2": _metric(res, "T2", "val"), "val_T3": _metric(res, "T3", "val"),
-        "val_score": _num(res, "best_val_score"), "n_test": n_test,
-        "split_hash": res.get("split_hash"), "wall_s": _num(res, "wall_s"), "path": str(path), "result": res,
+        "val_T1_bacc": nested_num(metrics.get("val"), "coarse", "balanced_accuracy"), "val_T2": _metric(res, "T2", "val"), "val_T3": _metric(res, "T3", "val"),
+        "val_score": nested_num(res, "best_val_score"), "n_test": n_test,
+        "split_hash": res.get("split_hash"), "wall_s": nested_num(res, "wall_s"), "path": str(path), "result": res,
     }
 
 
@@ -248,14 +243,14 @@ def load_results(profile: str = "quick", results_root=None, results_dir=None) ->
     return df
 
 
-def _stats(values: Iterable[float]) -> dict[str, float]:
+def mean_std(values: Iterable[float]) -> dict[str, float]:
     x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     n = int(x.size)
     return {"mean": float(x.mean()) if n else float("nan"),
             "std": float(x.std(ddof=1)) if n >= 2 else float("nan"), "n": n}
 
 
-def _ps(df: pd.DataFrame, ps=None, stage: str | None = None) -> list[int]:
+def study_ps(df: pd.DataFrame, ps=None, stage: str | None = None) -> list[int]:
     if ps is not None:
         return sorted({int(p) for p in ps})
     if df is not None and not df.empty:
@@ -266,7 +261,7 @@ def _ps(df: pd.DataFrame, ps=None, stage: str | None = None) -> list[int]:
     return list(P_VALUES)
 
 
-def _select(df: pd.DataFrame, stage: str, name: str, p: int | None = None) -> pd.DataFrame:
+def select_runs(df: pd.DataFrame, stage: str, name: str, p: int | None = None) -> pd.DataFrame:
     if df is None or df.empty:
         return pd.DataFrame(columns=RESULT_COLUMNS)
     sel = (df["stage"] == stage) & (df["name"] == name)
@@ -275,7 +270,7 @@ def _select(df: pd.DataFrame, stage: str, name: str, p: int | None = None) -> pd
     return df[sel]
 
 
-def _frame(rows: dict, index_names: list[str], groups: Iterable[str], stats=STATS) -> pd.DataFrame:
+def stats_frame(rows: dict, index_names: list[str], groups: Iterable[str], stats=STATS) -> pd.DataFrame:
     cols = pd.MultiIndex.from_product([list(groups), list(stats)])
     out = pd.DataFrame.from_dict(rows, orient="index")
     if out.empty:

@@ -8,13 +8,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, P_VALUES, SUBSETS
+from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, METRIC_COL, METRIC_LABEL, NOTEBOOK_OF, P_ENDS, P_VALUES, SUBSETS
 from repro.paths import project_relative
 from repro.profiles import PROFILES
 from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
-from repro.report.formatting import _fmt_num
+from repro.report.formatting import fmt_num
 from repro.report.per_class import best_model
-from repro.report.results import BACC, BASELINES, NOTEBOOK_OF, PAPER_TAUS, load_results
+from repro.report.results import BACC, BASELINES, PAPER_TAUS, load_results
 from repro.report.tables import table5
 
 
@@ -153,13 +153,13 @@ HEADLINE_MODELS = ("M1 (T1+T2+T3)", "M2", "M3", "M3+ensemble")
 
 def _cell(r, g: str, paper: bool = True) -> str:
     """"mean ± std" of column group ``g`` of a table row, "/ paper" beside it when ``paper``."""
-    ours = "–" if not r[(g, "n")] else _fmt_num(r[(g, "mean")], 3) + (
-        f" ± {_fmt_num(r[(g, 'std')], 3)}" if r[(g, "n")] >= 2 else "")
-    return f"{ours} / {_fmt_num(r[(g, 'paper')], 3)}" if paper else ours
+    ours = "–" if not r[(g, "n")] else fmt_num(r[(g, "mean")], 3) + (
+        f" ± {fmt_num(r[(g, 'std')], 3)}" if r[(g, "n")] >= 2 else "")
+    return f"{ours} / {fmt_num(r[(g, 'paper')], 3)}" if paper else ours
 
 
 def headline_markdown(profile: str = "quick", results_root=None, results_dir=None, df: pd.DataFrame | None = None,
-                      ps=(15, 70), with_claims: bool = True) -> str:
+                      ps=P_ENDS, with_claims: bool = True) -> str:
     """Markdown for the README: this project vs the paper at p = 15 and 70 — T1 balanced accuracy
     (our main T1 metric) and accuracy, T2 top-1, T3 BLEU for M1 {T1,T2,T3}, M2, M3, M3+ensemble, and
     the baselines (majority class, most frequent caption, LR probe) — and (``with_claims``) the claims'
@@ -168,7 +168,7 @@ def headline_markdown(profile: str = "quick", results_root=None, results_dir=Non
         df = load_results(profile, results_root, results_dir)
     t5 = table5(df, ps=ps)
     groups = (BACC, "T1", "T2", "T3")
-    names = {BACC: "T1 bacc", "T1": "T1 acc", "T2": "T2 top-1", "T3": "T3 BLEU"}
+    names = {BACC: METRIC_LABEL["T1_bacc"], **{code: METRIC_LABEL[col] for code, col in METRIC_COL.items()}}
     head = ["model"] + [f"{names[g]} p={p}" for p in ps for g in groups]
     lines = [f"Profile `{profile}`: ours (mean ± std over seeds) / paper. T1's main metric is balanced "
              "accuracy (no paper value: the paper reports accuracy, on almost balanced data), accuracy "

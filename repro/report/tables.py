@@ -15,11 +15,11 @@ from repro.report.results import (
     PAPER_TAUS,
     RESULT_COLUMNS,
     STATS,
-    _frame,
-    _ps,
-    _select,
-    _stats,
+    mean_std,
     metric_of,
+    select_runs,
+    stats_frame,
+    study_ps,
 )
 
 # results-frame column of each column group of the comparison tables
@@ -56,16 +56,16 @@ def _compare(df: pd.DataFrame, specs: list[tuple], ps: list[int], index_name: st
         label, stage, name, ref = spec[:4]
         codes = spec[4] if len(spec) > 4 else CODES
         for p in ps:
-            sel = _select(df, stage, name, p)
+            sel = select_runs(df, stage, name, p)
             row = {}
             for g in GROUPS:
                 tt = "T1" if g == BACC else g
                 shown = tt in codes and not sel.empty
-                st = _stats(sel[GROUP_COL[g]]) if shown else _stats([])
+                st = mean_std(sel[GROUP_COL[g]]) if shown else mean_std([])
                 paper = paper_value(ref[0], ref[1], ref[2], tt, p) if ref and g != BACC else float("nan")
                 row.update({(g, "mean"): st["mean"], (g, "std"): st["std"], (g, "n"): st["n"], (g, "paper"): paper})
             rows[(label, p)] = row
-    return _frame(rows, [index_name, "p"], GROUPS)
+    return stats_frame(rows, [index_name, "p"], GROUPS)
 
 
 def table3(df: pd.DataFrame, ps=None) -> pd.DataFrame:
@@ -74,7 +74,7 @@ def table3(df: pd.DataFrame, ps=None) -> pd.DataFrame:
 
     Rows ``(train tasks, p)`` for the p values of our results (all five when there are none).
     """
-    ps = _ps(df, ps)
+    ps = study_ps(df, ps)
     specs = [(s, "m1", s, ("paper_table3", "M1", s)) for s in SUBSETS] + baseline_specs(df)
     return _compare(df, specs, ps, "train tasks")
 
@@ -83,7 +83,7 @@ def table5(df: pd.DataFrame, ps=None) -> pd.DataFrame:
     """Paper Table 5 rows 4–7 (M2, M2+ensemble, M3, M3+ensemble) with the M1 {T1,T2,T3} baseline
     (Table 3 row 7) and the M1 teacher ensemble evaluated as a predictor (no paper counterpart); then
     the baseline rows."""
-    ps = _ps(df, ps)
+    ps = study_ps(df, ps)
     specs = [(label, s, n, ref) for label, (s, n, ref) in MODELS.items()] + baseline_specs(df)
     return _compare(df, specs, ps, "model")
 
@@ -106,7 +106,7 @@ def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
     (accuracy), T2, T3 beside the paper. Extra stat ``chosen``: for how many seeds this τ had the best
     validation score (how the study picks τ; never on test).
     """
-    ps = _ps(df, ps, stage="tau")
+    ps = study_ps(df, ps, stage="tau")
     taus = sorted(set(PAPER_TAUS) | (set(df.loc[df["stage"] == "tau", "tau"].dropna().astype(float))
                                      if df is not None and not df.empty else set()))
     chosen = _tau_choices(df)
@@ -121,14 +121,14 @@ def table4(df: pd.DataFrame, ps=None) -> pd.DataFrame:
                     sel = df[(df["stage"] == "tau") & (df["tau_task"] == tt) & (df["p"] == p)
                              & np.isclose(df["tau"].astype(float).fillna(-1), tau)]
                 if tt == "T1":
-                    st = _stats(sel[GROUP_COL[BACC]])
+                    st = mean_std(sel[GROUP_COL[BACC]])
                     row.update({(BACC, "mean"): st["mean"], (BACC, "std"): st["std"], (BACC, "n"): st["n"]})
-                st = _stats(sel[METRIC_COL[tt]])
+                st = mean_std(sel[METRIC_COL[tt]])
                 n_chosen = int(((chosen["tau_task"] == tt) & (chosen["p"] == p)
                                 & np.isclose(chosen["tau"].astype(float), tau)).sum()) if not chosen.empty else 0
                 row.update({(tt, "mean"): st["mean"], (tt, "std"): st["std"], (tt, "n"): st["n"],
                             (tt, "paper"): paper_value("paper_table4", "M3", tt, tt, p, temperature=tau),
                             (tt, "chosen"): n_chosen})
             rows[(tau, p)] = row
-    out = _frame(rows, ["τ", "p"], (BACC,) + CODES, STATS + ("chosen",))
+    out = stats_frame(rows, ["τ", "p"], (BACC,) + CODES, STATS + ("chosen",))
     return out.drop(columns=[(BACC, "paper"), (BACC, "chosen")])

@@ -16,7 +16,7 @@ from repro.errors import ReproError
 from repro.io import pid_alive
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -36,7 +36,7 @@ class SweepLockedError(ReproError):
 
 
 @contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """SIGTERM raises :class:`SweepInterrupted` (like Ctrl-C) so that every cleanup path runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -52,15 +52,12 @@ def _signals_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
-_pid_alive = pid_alive
-
-
 @contextmanager
-def _sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep") -> Iterator[None]:
+def sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep") -> Iterator[None]:
     """One sweep or ``train`` per results folder; a lock left by a dead process (kill -9) is taken over."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "command": command}
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), "command": command}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -70,7 +67,7 @@ def _sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep"
             except (OSError, ValueError):
                 other = {}
             pid, host = other.get("pid"), other.get("host")
-            if isinstance(pid, int) and (host != me["host"] or _pid_alive(pid)) and pid != me["pid"]:
+            if isinstance(pid, int) and (host != me["host"] or pid_alive(pid)) and pid != me["pid"]:
                 raise SweepLockedError(
                     f"another {other.get('command', 'sweep')} (pid {pid} on {host}, started {other.get('started')}) "
                     f"is using {folder}; "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from repro.errors import ConfigError
-from repro.names import P_VALUES
+from repro.names import P_VALUES, check_p
 from repro.paths import PROJECT_ROOT, results_dir as default_results_dir
 from repro.profiles import get_profile
 
@@ -152,11 +152,7 @@ def _inspect(path: Path) -> _Notebook:
 
 
 def _check_ps(ps: Iterable[int]) -> list[int]:
-    out = list(dict.fromkeys(int(p) for p in ps))
-    bad = [p for p in out if p not in P_VALUES]
-    if bad:
-        raise ConfigError(f"p={', '.join(map(str, bad))} is not an allowed labeled fraction; use one of {list(P_VALUES)}")
-    return out
+    return list(dict.fromkeys(check_p(p) for p in ps))
 
 
 def _check_seeds(seeds: Iterable[int]) -> list[int]:

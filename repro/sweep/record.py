@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from repro.io import read_json, write_json
+from repro.io import pid_alive, read_json, write_json
 from repro.paths import project_relative
 from repro.provenance import peak_memory_mb
-from repro.sweep.lock import _pid_alive
 from repro.sweep.plan import Run
 
 try:  # psutil samples the kernels' memory while they run (getrusage only sees reaped children)
@@ -87,7 +86,7 @@ class SweepReport:
             if self.count(status):
                 counts += f", {self.count(status)} {status}"
         lines = [f"sweep {'interrupted' if self.interrupted else 'finished'}: {counts} "
-                 f"in {_fmt_s(self.wall_s)} (peak memory {self.peak_memory_mb:.0f} MiB)"]
+                 f"in {fmt_seconds(self.wall_s)} (peak memory {self.peak_memory_mb:.0f} MiB)"]
         for o in self.failures:
             lines.append(f"  FAILED {o.run.name}: {o.error}")
             if o.executed:
@@ -97,11 +96,11 @@ class SweepReport:
         return "\n".join(lines)
 
 
-def _fmt_s(s: float) -> str:
+def fmt_seconds(s: float) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-class _MemorySampler:
+class MemorySampler:
     """Peak resident memory of this process plus all its children (the kernels), sampled.
 
     With psutil the sum of RSS over the process tree is sampled every
@@ -148,7 +147,7 @@ class _MemorySampler:
                 except Exception:  # noqa: BLE001 - a progress-bar refresh must never kill the sampler
                     pass
 
-    def start(self) -> "_MemorySampler":
+    def start(self) -> "MemorySampler":
         if self._proc is not None:
             self.sample()
             self._thread = threading.Thread(target=self._loop, name="sweep-memory", daemon=True)
@@ -171,7 +170,7 @@ class _MemorySampler:
         return round(max(self.peak, peak_memory_mb()), 1)
 
 
-class _SweepRecord:
+class SweepRecord:
     """``sweep.json``: one segment per invocation plus a merged per-run view; rewritten atomically.
 
     The file is read and written only once a run of this segment has started: a sweep that
@@ -203,7 +202,7 @@ class _SweepRecord:
                 os.replace(path, aside)
                 self.log(f"warning: {path} was unreadable ({exc}); moved it to {aside.name} and started a new record")
         for seg in doc["segments"]:
-            if seg.get("status") == "running" and not (seg.get("host") == segment["host"] and _pid_alive(seg.get("pid", -1))):
+            if seg.get("status") == "running" and not (seg.get("host") == segment["host"] and pid_alive(seg.get("pid", -1))):
                 seg["status"] = "killed"
                 for r in seg.get("runs", []):
                     if r.get("status") == "running":
@@ -256,7 +255,7 @@ def _breakdown(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
     return dict(sorted(out.items()))
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
     if ename:
         return f"{ename}: {evalue}".strip().splitlines()[-1] if evalue else ename

@@ -23,7 +23,7 @@ leaves the file as it was.  One sweep at a time may use a results folder (lock f
 
 While a notebook runs, its printed output (training progress, one line per epoch,
 and warnings) is streamed line by line, prefixed with the run's name, to the sweep's
-log (:class:`_LineStream`); the sweep's own progress bar shows only on a terminal.
+log (:class:`LineStream`); the sweep's own progress bar shows only on a terminal.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from repro.names import SWEEP_FILE
 from repro.paths import project_relative
 from repro.provenance import git_commit
 from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel, kernel_env
-from repro.sweep.lock import _now, _signals_as_interrupt, _sweep_lock
+from repro.sweep.lock import signals_as_interrupt, sweep_lock, utc_now
 from repro.sweep.plan import Run
-from repro.sweep.record import RunOutcome, SweepReport, _error_line, _fmt_s, _MemorySampler, _SweepRecord
+from repro.sweep.record import MemorySampler, RunOutcome, SweepRecord, SweepReport, error_line, fmt_seconds
 
 try:  # psutil samples the kernels' memory while they run (getrusage only sees reaped children)
     import psutil
@@ -64,7 +64,7 @@ def _clean_partials(folder: Path) -> None:
             q.unlink(missing_ok=True)
 
 
-class _LineStream:
+class LineStream:
     """A file-like sink for a kernel's stdout/stderr: each line goes to ``emit``, prefixed.
 
     A line ended by a carriage return is a progress bar redrawing itself: of those, one
@@ -116,7 +116,7 @@ def _execute(run: Run, kernel_name: str, emit: Callable[[str], None]) -> None:
     import papermill
 
     run.executed.parent.mkdir(parents=True, exist_ok=True)
-    out = _LineStream(emit, f"    {run.name} | ")
+    out = LineStream(emit, f"    {run.name} | ")
     try:
         papermill.execute_notebook(
             str(run.notebook), str(run.partial), parameters=run.parameters, cwd=str(run.notebook.parent),
@@ -167,12 +167,12 @@ def run_sweep(
     kernel_cmd = check_kernel(kernel)
     outcomes = [RunOutcome(r) for r in runs]
 
-    with _sweep_lock(folder, emit):
+    with sweep_lock(folder, emit):
         _clean_partials(folder)
         t0 = time.monotonic()
         segment: dict[str, Any] = {
             "command": command, "status": "running", "profile": runs[0].profile,
-            "started": _now(), "updated": None, "finished": None, "wall_s": 0.0, "peak_memory_mb": None,
+            "started": utc_now(), "updated": None, "finished": None, "wall_s": 0.0, "peak_memory_mb": None,
             "notebooks": list(dict.fromkeys(r.stem for r in runs)),
             "ps": sorted({r.p for r in runs if r.p is not None}),
             "seeds": sorted({r.seed for r in runs if r.seed is not None}),
@@ -181,7 +181,7 @@ def run_sweep(
             "python_version": sys.version.split()[0], "kernel": kernel, "kernel_command": kernel_cmd,
             "counts": {}, "runs": [o.to_dict() for o in outcomes],
         }
-        record = _SweepRecord(folder / SWEEP_FILE, segment, emit)
+        record = SweepRecord(folder / SWEEP_FILE, segment, emit)
         # the bar only on a terminal (disable=None): a log gets the plain "[i/n] run: ..." lines
         bar = tqdm(total=len(runs), unit="run", desc=f"sweep {runs[0].profile}", dynamic_ncols=True, disable=None)
         current: dict[str, Any] = {"name": "", "t": 0.0, "shown": 0.0}
@@ -193,7 +193,7 @@ def run_sweep(
                 current["shown"] = now
                 bar.set_postfix_str(f"{current['name']} {now - current['t']:.0f}s {mb:.0f}MiB", refresh=live)
 
-        sampler = _MemorySampler(on_sample=on_sample).start()
+        sampler = MemorySampler(on_sample=on_sample).start()
         failed_at: dict[tuple[int, int] | None, tuple[float, str]] = {}
         interrupted: BaseException | None = None
 
@@ -202,14 +202,14 @@ def run_sweep(
             segment["counts"] = {s: sum(o.status == s for o in outcomes)
                                  for s in ("done", "skipped", "failed", "running", "interrupted", "not run", "pending")}
             segment["wall_s"] = round(time.monotonic() - t0, 3)  # so far: a killed segment keeps its last value
-            segment["updated"] = _now()
+            segment["updated"] = utc_now()
             record.save()
 
         try:
-            with kernel_env(), _progress_as_lines(), _signals_as_interrupt():
+            with kernel_env(), _progress_as_lines(), signals_as_interrupt():
                 for i, (run, out) in enumerate(zip(runs, outcomes)):
                     bar.set_postfix_str(run.name)
-                    blocker = _blocker(run, failed_at)
+                    blocker = failed_dependency(run, failed_at)
                     if run.result.exists() and not force:
                         out.status, out.reason = "skipped", "result exists"
                     elif blocker:
@@ -235,7 +235,7 @@ def run_sweep(
             bar.close()
             segment["peak_memory_mb"] = sampler.stop()
             segment["wall_s"] = round(time.monotonic() - t0, 3)
-            segment["finished"] = _now()
+            segment["finished"] = utc_now()
             if segment["status"] == "running":
                 segment["status"] = "interrupted" if interrupted else "finished"
             for o in outcomes:
@@ -254,7 +254,7 @@ def run_sweep(
     return report
 
 
-def _blocker(run: Run, failed_at: dict[tuple[int, int] | None, tuple[float, str]]) -> str | None:
+def failed_dependency(run: Run, failed_at: dict[tuple[int, int] | None, tuple[float, str]]) -> str | None:
     """Stem of a failed earlier run this run depends on (same p and seed, or a failed once-notebook)."""
     hits = [failed_at.get(None)] + ([failed_at.get((run.p, run.seed))] if run.per_run else [])
     for hit in hits:
@@ -263,12 +263,12 @@ def _blocker(run: Run, failed_at: dict[tuple[int, int] | None, tuple[float, str]
     return None
 
 
-def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: _MemorySampler, current: dict[str, Any],
+def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: MemorySampler, current: dict[str, Any],
              emit: Callable[[str], None], i: int, n: int, segment: dict[str, Any],
              save: Callable[[int], None]) -> None:
     from papermill.exceptions import PapermillExecutionError
 
-    out.status, out.started = "running", _now()
+    out.status, out.started = "running", utc_now()
     current.update(name=run.name, t=time.monotonic())
     save(i)
     emit(f"[{i + 1}/{n}] {run.name}: running")
@@ -280,18 +280,18 @@ def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: _MemorySampler, cu
     try:
         _execute(run, kernel, emit)
     except PapermillExecutionError as exc:
-        out.status, out.error = "failed", _error_line(exc)
+        out.status, out.error = "failed", error_line(exc)
     except KeyboardInterrupt:
         out.status = "interrupted"
         partial.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - any other failure of one run is reported, the sweep goes on
-        out.status, out.error = "failed", _error_line(exc)
+        out.status, out.error = "failed", error_line(exc)
     else:
         out.status = "done"
     finally:
         out.wall_s = time.monotonic() - t
-        out.finished = _now()
+        out.finished = utc_now()
         out.peak_memory_mb = sampler.end_run()
         current["name"] = ""
     if out.status == "done":
@@ -305,7 +305,7 @@ def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: _MemorySampler, cu
         os.replace(partial, run.executed)
         out.executed = run.executed
     if out.status == "done":
-        emit(f"[{i + 1}/{n}] {run.name}: done in {_fmt_s(out.wall_s)} -> {project_relative(run.result)}")
+        emit(f"[{i + 1}/{n}] {run.name}: done in {fmt_seconds(out.wall_s)} -> {project_relative(run.result)}")
     else:
-        emit(f"[{i + 1}/{n}] {run.name}: FAILED after {_fmt_s(out.wall_s)}: {out.error}"
+        emit(f"[{i + 1}/{n}] {run.name}: FAILED after {fmt_seconds(out.wall_s)}: {out.error}"
              + (f"\n    executed notebook: {out.executed}" if out.executed else ""))

@@ -26,7 +26,8 @@ from repro.errors import ConfigError, MissingStageError
 from repro.experiments.ablations.variants import summary
 from repro.experiments.context import Context, load_result
 from repro.experiments.tau import resolve_taus, tau_source
-from repro.names import ABLATION_STAGE, CLAIM_METRIC, MAIN, SUBSETS, TAU_SELECTION_FILE
+from repro.names import (ABLATION_STAGE, CLAIM_METRIC, MAIN, NOTEBOOK_OF, SUBSETS, TAU_SELECTION_FILE, notebook_path,
+                         result_file)
 
 ITEM = "authors"
 MODELS = ("m2", "m3")
@@ -119,7 +120,7 @@ def _fits(ctx: Context, res: dict[str, Any] | None, expected: dict[str, Any], in
     return f"older than {newer[0]}" if newer else ""
 
 
-_HOW = "run_authors_choices (notebooks/07_ablations.ipynb, section 8)"
+_HOW = f"run_authors_choices ({notebook_path(NOTEBOOK_OF[ABLATION_STAGE])}, section 8)"
 
 
 def _inputs(ctx: Context, model: str, kind: str, init: tuple[str, str] | None) -> list[Path]:
@@ -177,7 +178,7 @@ def _check_tau_study(ctx: Context, taus: Any) -> None:
     if not sel.exists():
         raise MissingStageError(
             f"the temperature study of profile={ctx.profile.name} p={ctx.p} seed={seed} is missing ({sel}); "
-            f"run notebooks/04_temperature.ipynb with seed={seed} first (or pass taus= a number)")
+            f"run {notebook_path(NOTEBOOK_OF['tau'])} with seed={seed} first (or pass taus= a number)")
 
 
 def _row(res: dict[str, Any], file: str, **extra: Any) -> dict[str, Any]:
@@ -205,7 +206,7 @@ def run_authors_choices(ctx: Context, toggles=tuple(TOGGLES), taus: Any = "valid
     values = {tau_source(src): resolve_taus(ctx, src) for src in sources}   # per τ source, once
     defaults = {kind: _defaults(ctx, kind, taus, values[tau_source(taus)], progress)
                 for kind in KINDS if any(t.kind == kind for t in wanted)}
-    out_defaults = {kind: {m: _row(d["result"], f"{d['result']['stage']}-{d['result']['name']}.json",
+    out_defaults = {kind: {m: _row(d["result"], result_file(d["result"]["stage"], d["result"]["name"]),
                                    reused=d["reused"], why_trained=d["why_trained"]) for m, d in runs.items()}
                     for kind, runs in defaults.items()}
     out_toggles: dict[str, Any] = {}
@@ -217,7 +218,7 @@ def run_authors_choices(ctx: Context, toggles=tuple(TOGGLES), taus: Any = "valid
         rows = {}
         for model, res in (("m2", m2), ("m3", m3)):
             base = defaults[tog.kind][model]["result"]
-            rows[model] = _row(res, f"{ABLATION_STAGE}-{res['name']}.json", effect=effect(res, base),
+            rows[model] = _row(res, result_file(ABLATION_STAGE, res["name"]), effect=effect(res, base),
                                changed=param_changes(base["params"], res["params"]))
         out_toggles[tog.key] = {"label": tog.label, "compared_with": tog.kind, "options": dict(tog.options), **rows}
     return {"item": ITEM, "profile": ctx.profile.name, "p": ctx.p, "seed": ctx.seed, "taus": tau_source(taus),

@@ -21,7 +21,7 @@ import torch
 from repro.experiments.ablations.variants import run_supervised, summary, with_profile
 from repro.experiments.context import Context, train_and_record
 from repro.io import write_json
-from repro.names import ABLATION_STAGE, MAIN, SOS, subset_tasks
+from repro.names import ABLATION_STAGE, MAIN, NOTEBOOK_OF, SOS, notebook_path, subset_tasks
 
 COMPRESSION_STUDENT = {"neck_hidden": 32, "head_hidden": 32, "decoder_hidden": 32, "decoder_embed": 32}
 COMPRESSION_TAU = 4.0
@@ -33,7 +33,7 @@ STUDENT_KD, STUDENT_NOKD = "compress-student-kd", "compress-student-nokd"
 def run_compression(ctx: Context, student: dict | None = None, tau: float = COMPRESSION_TAU, latency: bool = True,
                     progress: bool = True) -> dict[str, Any]:
     """Teacher (M1{T1,T2,T3}, trained if missing), the student with and without KD, and their costs."""
-    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage, m1_members
+    from repro.experiments.kd_stage import build_teachers, kd_stage, m1_members, true_caption_prefix
     from repro.experiments.m1 import run_m1
 
     student = dict(COMPRESSION_STUDENT if student is None else student)
@@ -41,7 +41,7 @@ def run_compression(ctx: Context, student: dict | None = None, tau: float = COMP
     teacher = run_m1(ctx, MAIN, progress=progress)
     sctx = with_profile(ctx, **student)
     idx = ctx.indices("train", p=ctx.p)
-    ts = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, _true_prefix(ctx, idx), "true")
+    ts = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, true_caption_prefix(ctx, idx), "true")
     stage = kd_stage(sctx, ABLATION_STAGE, tasks, ts, {t: float(tau) for t in tasks}, labeled=True)
     common = {"item": "compression", "student": student, "init": "scratch"}
     kd = train_and_record(sctx, ABLATION_STAGE, STUDENT_KD, sctx.new_model(tasks), stage, idx,
@@ -123,7 +123,7 @@ def compression_models(ctx: Context) -> dict[str, Any]:
     from repro.experiments.context import require_checkpoint
 
     how = "repro.experiments.ablations.compression.run_compression (notebook 07)"
-    return {"teacher": require_checkpoint(ctx, "m1", MAIN, "notebooks/01_m1_teachers.ipynb"),
+    return {"teacher": require_checkpoint(ctx, "m1", MAIN, notebook_path(NOTEBOOK_OF["m1"])),
             "student_kd": require_checkpoint(ctx, ABLATION_STAGE, STUDENT_KD, how),
             "student_nokd": require_checkpoint(ctx, ABLATION_STAGE, STUDENT_NOKD, how)}
 

@@ -17,7 +17,6 @@ from repro.names import ABLATION_STAGE, MAIN
 
 HINTON_ALPHAS = (0.1, 0.5, 0.9, 0.95)
 HINTON_TAUS = (1.0, 4.0, 10.0)
-HINTON_PS = (15, 70)   # the labeled fractions the heat maps show
 
 
 def hinton_name(alpha: float, tau: float) -> str:
@@ -27,13 +26,13 @@ def hinton_name(alpha: float, tau: float) -> str:
 
 def run_hinton(ctx: Context, alphas=HINTON_ALPHAS, taus=HINTON_TAUS, progress: bool = True) -> dict[str, Any]:
     """Every (α, T) student of the grid at ``ctx.p``, plus M1{T1} (no KD); trains the teachers it lacks."""
-    from repro.experiments.kd_stage import _true_prefix, build_teachers, kd_stage, m1_members
+    from repro.experiments.kd_stage import build_teachers, kd_stage, m1_members, true_caption_prefix
     from repro.experiments.m1 import run_m1
 
     run_m1(ctx, MAIN, progress=progress)
     plain = run_m1(ctx, "T1", progress=progress)
     idx = ctx.indices("train", p=ctx.p)
-    teachers = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, _true_prefix(ctx, idx), "true")
+    teachers = build_teachers(ctx, m1_members(ctx, (MAIN,)), idx, true_caption_prefix(ctx, idx), "true")
     runs = {}
     for alpha in alphas:
         actx = with_profile(ctx, alpha=float(alpha))

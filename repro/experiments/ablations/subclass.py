@@ -28,11 +28,17 @@ SUBCLASS_BETA = 1.0     # weight β of the auxiliary loss
 SUBCLASS_AUX_TAU = 1.0  # its temperature T_aux
 SUBCLASS_TAU = 4.0      # distillation temperature τ (every student of this item)
 SUBCLASS_ALPHA = 0.5    # distillation weight α (every student of this item)
+PLAIN_KD = "subclass-plainkd"   # the student with conventional KD from M1{T1}
 
 
 def subclass_name(n: int, role: str = "") -> str:
     """``subclass-n4`` (student), ``subclass-n4-teacher``, ``subclass-n4-classkd``."""
     return f"subclass-n{int(n)}" + (f"-{role}" if role else "")
+
+
+def subclass_names(n: int) -> tuple[str, ...]:
+    """Every result name one run with ``n`` sub-logits per class writes (``ablation-<name>.json``)."""
+    return subclass_name(n, "teacher"), subclass_name(n), subclass_name(n, "classkd"), PLAIN_KD
 
 
 @torch.inference_mode()
@@ -111,7 +117,7 @@ def run_subclass(ctx: Context, n: int = SUBCLASS_N, beta: float = SUBCLASS_BETA,
     actx = with_profile(ctx, alpha=float(alpha))
     for key, name, members in (
             ("classkd", subclass_name(n, "classkd"), {tname: (teacher, t_ckpt)}),
-            ("plainkd", "subclass-plainkd", {"T1": (m1_checkpoint(ctx, "T1"), ctx.checkpoint_path("m1", "T1"))})):
+            ("plainkd", PLAIN_KD, {"T1": (m1_checkpoint(ctx, "T1"), ctx.checkpoint_path("m1", "T1"))})):
         ts = build_teachers(actx, members, idx, None, "none")
         stage = kd_stage(actx, ABLATION_STAGE, ("coarse",), ts, {"coarse": float(tau)}, labeled=True)
         runs[key] = train_and_record(actx, ABLATION_STAGE, name, actx.new_model(("coarse",)), stage, idx,

@@ -21,7 +21,7 @@ from repro.experiments.context import Context, make_context, require_checkpoint,
 from repro.names import ABLATION_STAGE, subset_tasks
 
 INITS = ("imagenet", "random")
-TRANSFER_PS = (15, 70)      # the labeled fractions the notebook runs it at
+MODELS = ("m1", "m3")       # per init: M1 on L_p, then that M1 distilled on the unlabeled set
 TRANSFER_SUBSET = "T1+T2"   # no caption head: it would add the LSTM decoder and greedy decoding per validation
 
 # per profile: image size, batch and epochs of the image-trained encoder (other profiles: their own settings);
