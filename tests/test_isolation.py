@@ -112,7 +112,7 @@ def test_checkpoints_are_keyed_by_results_root_data_and_split(ctx_a, root_a):
     art = ctx_a.run_artifacts
     key = f"{ctx_a.prepared.data_identity}-{ctx_a.prepared.split_hash[:8]}"
     assert art == root_a / "runs" / "smoke" / key / "p15" / "seed0"
-    assert ctx_a.prepared.data_identity == "odir5k-n5503-debd2ed78240"
+    assert ctx_a.prepared.data_identity == "odir5k-n5503-ab893fd36dde"
     assert ctx_a.checkpoint_path("m1", "T1").parent == art
 
 
