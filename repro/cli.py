@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -106,7 +107,13 @@ def add_data(sub) -> None:
                    help="results root whose splits/ and cache/ this uses (default: $REPRO_RESULTS, else out/)")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    _outside_flag(p)
     p.set_defaults(func=cmd_data)
+
+
+def _outside_flag(sp: Any) -> None:
+    sp.add_argument("--allow-outside-root", action="store_true",
+                    help="accept image paths (absolute, ../ or symlinks) that lead outside the data folder")
 
 
 # ---------------------------------------------------------------- sweep, run-notebook
@@ -118,6 +125,7 @@ def _data_flags(sp: Any) -> None:
                          "file of their own")
     sp.add_argument("--strict-keywords", action="store_true",
                     help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    _outside_flag(sp)
 
 
 def _common_args(sp: Any) -> None:
@@ -190,6 +198,7 @@ def _cmd_run_notebook(args: Any) -> int:
 
 def _execute_cli(args: Any, runs: list, command: str) -> int:
     from repro.sweep.lock import SweepInterrupted
+    from repro.sweep.plan import check_results_current
     from repro.sweep.run import run_sweep
 
     if args.dry_run:
@@ -197,6 +206,8 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
         return 0
     if runs:
         _check_sweep_outputs(args, runs)
+        if not args.force:  # a result of other data is never skipped as if it were this data's
+            check_results_current(runs, args.data_root, args.skip_bad_images, args.strict_keywords)
     try:
         report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
                            kernel_name=args.kernel, command=command)
@@ -328,6 +339,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--skip-bad-images", action="store_true")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    _outside_flag(p)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_evaluate)
 
@@ -337,13 +349,13 @@ def add_evaluate(sub) -> None:
 def cmd_bench(args) -> int:
     from repro.analysis.bench import run_bench
 
-    r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs)
+    r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs, results_root=args.results_root)
     for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
         print(f"{k:<32} {r[k]}")
     for k in ("ceiling_img_s", "m1_img_s", "m1_ratio", "m2_ensemble_img_s", "m2_ensemble_step_ratio",
               "input_bank_build_s", "teacher_cache_build_s_7_teachers"):
         print(f"{k:<32} {r[k]:.3f}")
-    print(f"written to results/bench/{r['device']}.json")
+    print(f"written to {_readable_path(r['written_to'])}")
     return 0
 
 
@@ -353,6 +365,9 @@ def add_bench(sub) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end")
+    p.add_argument("--results-root", default=None,
+                   help="writes <results root>/bench/<device>.json (default: $REPRO_RESULTS, else out/); "
+                        "--results-root results regenerates the committed file")
     p.set_defaults(func=cmd_bench)
 
 
@@ -435,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "profile", None) is not None:
+            from repro.profiles import get_profile
+
+            get_profile(args.profile)  # an unknown profile is an error in every command
+        if getattr(args, "allow_outside_root", False):
+            from repro.data.sources import ALLOW_OUTSIDE_ENV
+
+            os.environ[ALLOW_OUTSIDE_ENV] = "1"  # this process and the notebooks it starts
         return int(args.func(args) or 0)
     except ReproError as exc:
         print(f"error: {exc}", file=sys.stderr)
