@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ConfigError, ReproError
-from repro.names import CODES, P_VALUES, SUBSETS
+from repro.names import ALLOW_OUTSIDE_ENV, CODES, P_VALUES, SUBSETS
 from repro.paths import PROJECT_ROOT, project_relative
 from repro.sweep.kernel import DEFAULT_KERNEL
 from repro.sweep.plan import DEFAULT_SEEDS
@@ -449,15 +449,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    allow = getattr(args, "allow_outside_root", False)
+    old = os.environ.get(ALLOW_OUTSIDE_ENV)
     try:
         if getattr(args, "profile", None) is not None:
             from repro.profiles import get_profile
 
             get_profile(args.profile)  # an unknown profile is an error in every command
-        if getattr(args, "allow_outside_root", False):
-            from repro.data.sources import ALLOW_OUTSIDE_ENV
-
-            os.environ[ALLOW_OUTSIDE_ENV] = "1"  # this process and the notebooks it starts
+        if allow:  # for this command and the notebooks it starts
+            os.environ[ALLOW_OUTSIDE_ENV] = "1"
         return int(args.func(args) or 0)
     except ReproError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -465,3 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if allow and old is None:
+            os.environ.pop(ALLOW_OUTSIDE_ENV, None)
+        elif allow:
+            os.environ[ALLOW_OUTSIDE_ENV] = old

@@ -36,11 +36,8 @@ import pandas as pd
 
 from repro.data import labels as L
 from repro.errors import DataError
+from repro.names import ALLOW_OUTSIDE_ENV
 from repro.paths import resolve_data_root
-
-#: environment variable that allows images outside the data folder (set by ``--allow-outside-root``)
-ALLOW_OUTSIDE_ENV = "REPRO_ALLOW_OUTSIDE_ROOT"
-
 
 MANIFEST_COLUMNS = ("image", "path", "patient_id", "eye", "keywords", "categories", "coarse", "fine", "caption")
 
