@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from repro.data import labels as L
-from repro.data.identity import content_hash, data_identity  # noqa: F401  (the identity of a data set)
+from repro.data.identity import data_identity
 from repro.errors import ConfigError, DataError
 from repro.io import atomic_write_text
 from repro.names import P_VALUES
