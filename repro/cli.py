@@ -46,6 +46,10 @@ def _print_summary(s: dict) -> None:
         print(f"  excluded: {reason}: {n}")
     if s.get("bad_images"):
         print(f"skipped        {len(s['bad_images'])} bad image(s): {', '.join(s['bad_images'])}")
+    modes = s.get("image_modes") or {}
+    if set(modes) - {"RGB"}:
+        print("image modes    " + ", ".join(f"{n} {m}" for m, n in modes.items()) + "  (converted to 8-bit RGB)")
+    print(f"data identity  {s.get('data_identity', '')}")
     print(f"split file     {_readable_path(s['split_file'])}  (sha256 {s.get('split_hash', '')})")
     for name, c in s["splits"].items():
         print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")

@@ -139,7 +139,9 @@ def test_float_image_outside_unit_range_is_a_bad_image(tmp_path):
         decode_image(str(tmp_path / "f.tif"), 8)
 
 
-def test_converted_modes_are_counted_in_the_data_summary(tmp_path):
+def test_converted_modes_are_counted_in_the_data_summary(tmp_path, capsys):
+    from repro.cli import _print_summary
+
     root = make_kaggle_odir(tmp_path / "d", n_patients=30)
     _png16(root / "preprocessed_images" / "0_left.jpg")  # PNG bytes under the Kaggle name
     Image.open(root / "preprocessed_images" / "1_left.jpg").convert("L").save(root / "preprocessed_images" / "1_left.jpg",
@@ -148,6 +150,9 @@ def test_converted_modes_are_counted_in_the_data_summary(tmp_path):
     s = data_summary(prep)
     assert s["image_modes"] == {"I;16": 1, "L": 1, "RGB": 58} or s["image_modes"] == {"I": 1, "L": 1, "RGB": 58}
     assert any("converted to 8-bit RGB" in w and "1 in mode L" in w for w in s["warnings"])
+    capsys.readouterr()
+    _print_summary(s)
+    assert "1 L, 58 RGB  (converted to 8-bit RGB)" in capsys.readouterr().out
     i = int(np.flatnonzero(prep.manifest["image"] == "0_left.jpg")[0])
     assert 40 < prep.images[i].mean() < 70  # 53 in the file, not the 213 of a clipped decode
 
