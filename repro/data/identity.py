@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from repro.errors import DataError
+from repro.paths import OutputError, cache_dir
 
 #: bytes read per ``update`` while hashing a file
 CHUNK = 1 << 20
@@ -56,8 +57,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def hash_cache_file(paths: list[str], cache_root: str | os.PathLike | None) -> Path:
     """``<cache_root>/hashes/<folder>-<8 hex>.json``: the per-file digest cache of the folder holding ``paths``."""
-    from repro.paths import cache_dir
-
     folder = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else "."
     tag = hashlib.sha256(folder.encode()).hexdigest()[:8]
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(folder).name) or "data"
@@ -118,8 +117,8 @@ def _save_cache(path: Path, files: dict[str, list]) -> None:
 
     try:
         atomic_write_text(path, json.dumps({"version": IDENTITY_VERSION, "files": files}))
-    except OSError:
-        pass  # a read-only or full cache folder: the next run hashes again, nothing is wrong
+    except (OSError, OutputError):
+        pass  # a read-only or full cache folder (DiskFullError): the next run hashes again, nothing is wrong
 
 
 def label_rows_digest(manifest: pd.DataFrame) -> str:
