@@ -55,6 +55,7 @@ from repro.data.prepare import caption_lengths, data_summary, ngrams_by_class, p
 from repro.paths import layout_for_results, results_dir as default_results_dir
 from repro.io import write_json
 from repro.data.splits import reference_name, split_hash
+from repro.errors import DataError
 
 prepared = prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
                         strict_keywords=strict_keywords, layout=layout_for_results(results_dir) if results_dir else None)
@@ -114,15 +115,20 @@ known = {
               "fine_classes": 29, "vocab_size": 58},
 }
 reference = known.get(prepared.profile) if (
-    reference_name(prepared.data_identity) and prepared.split_seed == 0   # the reference images, by content
+    reference_name(prepared.data_identity) and prepared.split_seed == 0   # the reference images and labels, by content
 ) else None
+measured = {"images_kept": summary["images_kept"], "patients": summary["patients"],
+            **{s: summary["splits"][s]["images"] for s in ("train", "val", "test")},
+            "fine_classes": summary["fine_classes"], "vocab_size": summary["vocab_size"]}
 if reference is None:
-    print("no reference counts for this data / profile / split seed: internal checks only")
+    print(f"data {prepared.data_identity} is not the reference subset (or another profile / split seed): "
+          "no reference counts to compare; its counts:")
+    print(pd.Series(measured, name="count").to_string())
 else:
-    measured = {"images_kept": summary["images_kept"], "patients": summary["patients"],
-                **{s: summary["splits"][s]["images"] for s in ("train", "val", "test")},
-                "fine_classes": summary["fine_classes"], "vocab_size": summary["vocab_size"]}
-    assert measured == reference, (measured, reference)
+    moved = {k: (measured[k], reference[k]) for k in reference if measured[k] != reference[k]}
+    if moved:
+        raise DataError(f"the reference data gives other counts than known for {prepared.profile} "
+                           f"(measured, known): {moved}; the labelling or split code changed")
     print("counts match the reference for", prepared.profile)
 
 # %% [markdown]

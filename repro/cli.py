@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from repro.errors import ConfigError, ReproError
-from repro.names import CODES, P_VALUES, SUBSETS
+from repro.names import ALLOW_OUTSIDE_ENV, CODES, P_VALUES, SUBSETS
 from repro.paths import (DEFAULT_RESULTS_ROOT, PROJECT_ROOT, REFERENCE_RESULTS_ROOT, data_root_candidates,
                          project_relative)
 from repro.profiles import DEFAULT_PROFILE, PROFILES
@@ -77,6 +78,10 @@ def print_summary(s: dict) -> None:
         print(f"  excluded: {reason}: {n}")
     if s.get("bad_images"):
         print(f"skipped        {len(s['bad_images'])} bad image(s): {', '.join(s['bad_images'])}")
+    modes = s.get("image_modes") or {}
+    if set(modes) - {"RGB"}:
+        print("image modes    " + ", ".join(f"{n} {m}" for m, n in modes.items()) + "  (converted to 8-bit RGB)")
+    print(f"data identity  {s.get('data_identity', '')}")
     print(f"split file     {readable_path(s['split_file'])}  (sha256 {s.get('split_hash', '')})")
     for name, c in s["splits"].items():
         print(f"  {name:<5} {c['images']:>5} images  {c['patients']:>5} patients")
@@ -157,7 +162,13 @@ def add_data(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="with --from-kaggle: the new, empty data folder to write (default: data/odir5k in the "
                         "project, which the data root resolution finds)")
+    _outside_flag(p)
     p.set_defaults(func=cmd_data)
+
+
+def _outside_flag(sp: Any) -> None:
+    sp.add_argument("--allow-outside-root", action="store_true",
+                    help="accept image paths (absolute, ../ or symlinks) that lead outside the data folder")
 
 
 # ---------------------------------------------------------------- sweep, run-notebook
@@ -169,6 +180,7 @@ def _data_flags(sp: Any) -> None:
                          "file of their own")
     sp.add_argument("--strict-keywords", action="store_true",
                     help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    _outside_flag(sp)
 
 
 def _common_args(sp: Any) -> None:
@@ -240,6 +252,7 @@ def _cmd_run_notebook(args: Any) -> int:
 
 def _execute_cli(args: Any, runs: list, command: str) -> int:
     from repro.sweep.lock import SweepInterrupted
+    from repro.sweep.plan import check_results_current
     from repro.sweep.run import run_sweep
 
     if args.dry_run:
@@ -247,6 +260,8 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
         return 0
     if runs:
         _check_sweep_outputs(args, runs)
+        if not args.force:  # a result of other data is never skipped as if it were this data's
+            check_results_current(runs, args.data_root, args.skip_bad_images, args.strict_keywords)
     try:
         report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
                            kernel_name=args.kernel, command=command)
@@ -398,6 +413,7 @@ def add_evaluate(sub) -> None:
                    help="skip unreadable images and list them in the result instead of failing")
     p.add_argument("--strict-keywords", action="store_true",
                    help="fail on diagnostic keywords the keyword table lacks instead of deciding them by rule")
+    _outside_flag(p)
     p.add_argument("--device", default="auto",
                    help="auto (a CUDA GPU when present, else the CPU), cpu, cuda or cuda:N (default: auto)")
     _results_root_flag(p, "results root whose cache/ (decoded images) and splits/ (split files of data other than "
@@ -411,13 +427,13 @@ def add_evaluate(sub) -> None:
 def cmd_bench(args) -> int:
     from repro.analysis.bench import run_bench
 
-    r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs)
+    r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs, results_root=args.results_root)
     for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
         print(f"{k:<32} {r[k]}")
     for k in ("ceiling_img_s", "m1_img_s", "m1_ratio", "m2_ensemble_img_s", "m2_ensemble_step_ratio",
               "input_bank_build_s", "teacher_cache_build_s_7_teachers"):
         print(f"{k:<32} {r[k]:.3f}")
-    print(f"written to results/bench/{r['device']}.json")
+    print(f"written to {readable_path(r['written_to'])}")
     return 0
 
 
@@ -427,6 +443,8 @@ def add_bench(sub) -> None:
     _data_root_flag(p)
     p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling (default: 30)")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end (default: 2)")
+    _results_root_flag(p, "writes <results root>/bench/<device>.json (default: $REPRO_RESULTS, else "
+                          f"{_folder(DEFAULT_RESULTS_ROOT)}); --results-root results regenerates the committed file")
     p.set_defaults(func=cmd_bench)
 
 
@@ -547,7 +565,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    allow = getattr(args, "allow_outside_root", False)
+    old = os.environ.get(ALLOW_OUTSIDE_ENV)
     try:
+        if getattr(args, "profile", None) is not None:
+            from repro.profiles import get_profile
+
+            get_profile(args.profile)  # an unknown profile is an error in every command
+        if allow:  # for this command and the notebooks it starts
+            os.environ[ALLOW_OUTSIDE_ENV] = "1"
         return int(args.func(args) or 0)
     except ReproError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -555,3 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if allow and old is None:
+            os.environ.pop(ALLOW_OUTSIDE_ENV, None)
+        elif allow:
+            os.environ[ALLOW_OUTSIDE_ENV] = old

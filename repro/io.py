@@ -5,13 +5,22 @@ beside the target, with a name unique to this process, then renamed into place w
 ``os.replace``; a reader never sees half a file, and two processes never share a temp
 file. On top of it: :func:`atomic_write_text`, :func:`write_json`, :func:`atomic_save`
 (a binary payload written through a file object: ``np.save``, ``np.savez``, ``torch.save``).
+
+A full disk is one :class:`DiskFullError` naming the folder and the bytes needed, and leaves no file that
+looks complete: the temp file is removed and the target is never renamed into place. Binary payloads are
+serialised in memory first and memory-mapped arrays get their space reserved before they are written
+(:func:`reserve_space`), so the error is an ``ENOSPC`` on a plain write, never a SIGBUS or a torch
+``unexpected pos`` deep inside a library.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +28,57 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from repro.paths import OutputError
+
+#: errno values of a full disk or an exhausted quota
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OutputError):
+    """No space left where a file is written (the folder and the bytes needed are named)."""
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "an unknown amount"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None) -> DiskFullError:
+    """The one message of a full disk: which folder, how much the write needed, how much is free, what to do."""
+    folder = Path(path).parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    return DiskFullError(
+        f"no space left on the disk holding {folder}: writing {Path(path).name} needed {_size(needed)}"
+        f"{'' if free is None else f' ({_size(free)} free)'}; nothing was left in its place. Free space on that "
+        "disk, or write elsewhere: --results-root / $REPRO_RESULTS for results, $REPRO_CACHE for the caches.")
+
+
+def reserve_space(tmp: str | os.PathLike, target: str | os.PathLike | None = None) -> None:
+    """Allocate the blocks of file ``tmp`` (a sparse memory-map file) now, so that writing it later cannot
+    fail with SIGBUS on a full disk; a full disk is a :class:`DiskFullError` naming ``target``."""
+    nbytes = os.path.getsize(tmp)
+    if not hasattr(os, "posix_fallocate") or nbytes == 0:
+        return
+    try:
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno in NO_SPACE:
+            raise disk_full_error(target or tmp, nbytes) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
 
 
 def _default(o: Any) -> Any:
@@ -34,18 +94,21 @@ def _default(o: Any) -> Any:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[Path]:
     """Yield a temp path beside ``path`` (same suffix, so ``np.save`` and ``savefig`` keep the format);
-    on success it replaces ``path``, on any error it is removed. Parent folders are created."""
+    on success it replaces ``path``, on any error it is removed. Parent folders are created.
+    An ``ENOSPC`` becomes a :class:`DiskFullError` (``needed``: the bytes being written, when known)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if tmp.exists():
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno in NO_SPACE:
+            raise disk_full_error(path, needed) from None
         raise
 
 
@@ -94,9 +157,10 @@ def _default_mode(tmp: Path) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (fsync'd, with the usual file mode)."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+    data = text.encode("utf-8")
+    with atomic_path(path, needed=len(data)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         _default_mode(tmp)
@@ -104,10 +168,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_save(path: str | os.PathLike, save: Callable[[Any], None]) -> Path:
-    """``save(binary_file)`` into ``path`` atomically, e.g. ``lambda f: torch.save(payload, f)``."""
-    with atomic_path(path) as tmp:
+    """``save(binary_file)`` into ``path`` atomically, e.g. ``lambda f: torch.save(payload, f)``.
+
+    The payload is serialised in memory first, so a full disk fails on one plain write
+    (:class:`DiskFullError` with the size), not inside the serialiser."""
+    buf = io.BytesIO()
+    save(buf)
+    data = buf.getbuffer()
+    with atomic_path(path, needed=len(data)) as tmp:
         with open(tmp, "wb") as f:
-            save(f)
+            f.write(data)
         _default_mode(tmp)
     return Path(path)
 

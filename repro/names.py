@@ -97,3 +97,8 @@ def subset_tasks(code: str) -> tuple[str, ...]:
 
 def subset_code(tasks) -> str:
     return "+".join(CODE_OF[t] for t in TASKS if t in tasks)
+
+
+#: environment variable that lets images lie outside the data folder (``--allow-outside-root``; a sweep's
+#: notebooks inherit it)
+ALLOW_OUTSIDE_ENV = "REPRO_ALLOW_OUTSIDE_ROOT"

@@ -71,11 +71,8 @@ def test_stated_defaults_are_the_defaults():
 
 
 def test_results_root_is_one_option_with_one_truthful_default():
-    outside = {"bench"}  # bench measures throughput and writes results/bench/<device>.json
     for name, parser in _commands().items():
         opts = {s: a for a in _options(parser) for s in a.option_strings}
-        if name in outside:
-            continue
         assert "--results-root" in opts, name
         text = opts["--results-root"].help
         assert f"$REPRO_RESULTS, else {project_relative(DEFAULT_RESULTS_ROOT)}/" in text, (name, text)

@@ -8,7 +8,8 @@
 * ``m2_ensemble_step_ratio``: time of an M2 step with the 7-teacher cached
   ensemble ÷ time of an M1 step (target ≤ 1.1; the authors' design runs all
   teachers every step, about 3×).
-Written to ``results/bench/<device>.json``.
+Written to ``<results root>/bench/<device>.json`` (the results root of every command: ``$REPRO_RESULTS``,
+else ``out/``); the committed ``results/bench/cpu.json`` is regenerated only with ``--results-root results``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import replace
 
 from repro.io import write_json
 from repro.names import TASKS
-from repro.paths import PROJECT_ROOT
+from repro.paths import layout
+from repro.profiles import get_profile
 from repro.provenance import versions
 
 
@@ -68,7 +70,9 @@ def _fit_speed(ctx, bank, stage, idx, epochs: int) -> float:
     return fr.train_images_per_s
 
 
-def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: int = 2) -> dict:
+def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: int = 2, results_root=None) -> dict:
+    """Time the bare ceiling, M1 and the M2 ensemble step; write ``<results root>/bench/<device>.json``
+    (``written_to`` in the returned dict)."""
     import torch
 
     from repro.engine.stage import supervised_stage
@@ -77,7 +81,8 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
     from repro.models.checkpoints import save_checkpoint
     from repro.names import SUBSETS, subset_tasks
 
-    ctx = make_context(profile, p=70, seed=0, data_root=data_root)
+    lay = layout(results_root)
+    ctx = make_context(profile, p=70, seed=0, data_root=data_root, results_dir=lay.results(get_profile(profile).name))
     t0 = time.perf_counter()
     bank = ctx.bank()
     bank_s = time.perf_counter() - t0
@@ -108,5 +113,5 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
         "input_bank_build_s": bank_s, "teacher_cache_build_s_7_teachers": cache_s,
         "versions": versions(),
     }
-    write_json(PROJECT_ROOT / "results" / "bench" / f"{dev}.json", result)
-    return result
+    out = write_json(lay.root / "bench" / f"{dev}.json", result)
+    return {**result, "written_to": str(out)}

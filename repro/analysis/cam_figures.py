@@ -353,19 +353,22 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("image, true labels" if m < 0 else panels.models[m], fontsize=fontsize + 2, pad=3)
+                ax.set_title("image, true labels" if m < 0 else panels.models[m], fontsize=fontsize + 2, pad=3,
+                             parse_math=False)
             if c == 0:
                 tr = panels.truth[r]
-                ax.set_ylabel(f"{tr.get('coarse', '')}\n{tr.get('image', '')}", fontsize=fontsize + 1, labelpad=2)
+                ax.set_ylabel(f"{tr.get('coarse', '')}\n{tr.get('image', '')}", fontsize=fontsize + 1, labelpad=2,
+                              parse_math=False)
             for k, (text, color) in enumerate(cells[r][c]):
                 ax.annotate(text, xy=(0, 0), xycoords="axes fraction", xytext=(1, -3 - k * fontsize * 1.3),
-                            textcoords="offset points", ha="left", va="top", fontsize=fontsize, color=color)
+                            textcoords="offset points", ha="left", va="top", fontsize=fontsize, color=color,
+                            parse_math=False)  # keywords and captions are data: "$...$" is text, not math
         y -= text_in[r]
     code = CODE_OF[task]
     what = {"coarse": "the predicted T1 class's logit", "fine": "the predicted T2 class's logit",
             "caption": "the log-likelihood of the greedy T3 caption"}[task]
     fig.text(0.5, 1 - 0.12 / fig_h, title or f"Grad-CAM of the {code} head", ha="center", va="top",
-             fontsize=fontsize + 4, weight="bold")
+             fontsize=fontsize + 4, weight="bold", parse_math=False)
     fig.text(0.5, 1 - 0.36 / fig_h,
              f"overlay: Grad-CAM of {what} (red = most important); text: predictions, "
              f"green ✓ correct · yellow ~ partially correct (0 < BLEU < 0.5) · red ✗ incorrect",

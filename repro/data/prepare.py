@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 
 from repro.data.captions import Vocab, tokenize
-from repro.data.imagecache import load_image_cache
+from repro.data.identity import data_identity
+from repro.data.imagecache import cache_info, load_image_cache
 from repro.data.labels import TAXONOMIES, describe_rule_decided
 from repro.data.sources import BAD_COLUMNS, Dataset, load_dataset
-from repro.data.splits import (SPLITS, data_identity, labeled_images, load_or_make_split, split_hash, split_images,
+from repro.data.splits import (SPLITS, labeled_images, load_or_make_split, split_hash, split_images,
                                unlabeled_images)
 from repro.errors import ConfigError, DataError
 from repro.names import P_VALUES
@@ -72,7 +73,7 @@ class PreparedData:
     max_caption_len: int = 14
     t2_min_count: int = 10
     info: dict[str, Any] = field(default_factory=dict)
-    data_identity: str = ""   # repro.data.splits.data_identity: the data set by content, keys its runs
+    data_identity: str = ""   # repro.data.identity.data_identity: image bytes and label rows, keys its runs
 
     def indices(self, split: str | None = None, p: int | None = None,
                 unlabeled: tuple[str, int] | None = None) -> np.ndarray:
@@ -146,25 +147,29 @@ def _coarse_classes(ds: Dataset, manifest: pd.DataFrame) -> tuple[str, ...]:
 def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Profile = "quick",
                  split_seed: int | None = None, skip_bad_images: bool = False,
                  with_images: bool = True, split_directory: str | os.PathLike | None = None,
-                 strict_keywords: bool = False, layout: Layout | None = None) -> PreparedData:
+                 strict_keywords: bool = False, layout: Layout | None = None,
+                 allow_outside_root: bool | None = None) -> PreparedData:
     """Everything the stages need for one data folder and profile (see the module docstring).
 
     ``split_seed`` defaults to ``profile.split_seed``; ``split_directory`` to ``results/splits``.
     Keywords the table lacks are decided by rule, listed in ``info["keywords"]`` and warned
     about; ``strict_keywords`` makes them an error (:func:`repro.data.sources.load_odir`).
     ``layout`` (:class:`repro.paths.Layout`, default ``$REPRO_RESULTS`` or ``out/``) places the split files of
-    data other than the reference subset and the image cache.
+    data other than the reference subset, the image cache and the per-file hashes of the data identity.
+    ``allow_outside_root``: accept images outside the data folder (:func:`repro.data.sources.load_dataset`).
     """
     prof = get_profile(profile)
     seed = prof.split_seed if split_seed is None else int(split_seed)
     ds = load_dataset(data_root, taxonomy=prof.taxonomy, skip_bad_images=skip_bad_images,
-                      strict_keywords=strict_keywords)
+                      strict_keywords=strict_keywords, allow_outside_root=allow_outside_root)
     image_cache = layout.cache / "images" if layout is not None else None
     if skip_bad_images:
         ds = _drop_bad_images(ds, prof.image_size, image_cache)
+    identity = data_identity(ds.manifest, ds.name, layout.cache if layout is not None else None)
 
     split_df, split_file = load_or_make_split(ds, seed, prof.max_patients, directory=split_directory,
-                                              user_directory=layout.splits if layout is not None else None)
+                                              user_directory=layout.splits if layout is not None else None,
+                                              identity=identity)
     pos = pd.Series(np.arange(len(ds.manifest)), index=ds.manifest["image"].values)
     rows = np.sort(pos.reindex(split_df["image"].values).to_numpy())
     manifest = ds.manifest.iloc[rows].reset_index(drop=True)
@@ -191,6 +196,9 @@ def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Prof
                                        cache_root=image_cache)
         if bad:  # only reachable when the files changed between the check above and now
             raise DataError(f"image(s) {bad[:3]} became unreadable while preparing the data; run again.")
+        modes = (cache_info(manifest, prof.image_size, image_cache) or {}).get("modes", {})
+    else:
+        modes = {}
 
     return PreparedData(
         manifest=manifest, excluded=ds.excluded, bad_images=ds.bad_images,
@@ -198,10 +206,20 @@ def prepare_data(data_root: str | os.PathLike | None = None, profile: str | Prof
         images=images, split_file=split_file, split_hash=split_hash(split_file), dataset_name=ds.name,
         data_root=ds.root, layout=ds.layout, taxonomy=ds.taxonomy, profile=prof.name, split_seed=seed,
         max_patients=prof.max_patients, image_size=prof.image_size, max_caption_len=L,
-        t2_min_count=prof.t2_min_count, data_identity=data_identity(ds.manifest, ds.name),
-        info={"tokens": tokens, "vocab_min_count": prof.vocab_min_count, **ds.info,
-              "warnings": keyword_warnings(ds.info.get("keywords")) + split_warnings(manifest, coarse_classes)},
+        t2_min_count=prof.t2_min_count, data_identity=identity,
+        info={"tokens": tokens, "vocab_min_count": prof.vocab_min_count, **ds.info, "image_modes": modes,
+              "warnings": keyword_warnings(ds.info.get("keywords")) + split_warnings(manifest, coarse_classes)
+              + mode_warnings(modes)},
     )
+
+
+def mode_warnings(modes: dict[str, int]) -> list[str]:
+    """One warning naming the image modes other than 8-bit RGB the decoder converted, with their counts."""
+    other = {m: n for m, n in sorted(modes.items()) if m != "RGB"}
+    if not other:
+        return []
+    return ["images converted to 8-bit RGB: " + ", ".join(f"{n} in mode {m}" for m, n in other.items())
+            + " (16-bit images are scaled by their bit depth, not clipped; see the data summary's image_modes)"]
 
 
 def keyword_warnings(report: dict | None) -> list[str]:
@@ -275,6 +293,7 @@ def data_summary(prepared: PreparedData) -> dict[str, Any]:
         "excluded_by_reason": {str(k): int(v) for k, v in excl["reason"].value_counts().sort_index().items()}
         if len(excl) else {},
         "bad_images": [str(x) for x in prepared.bad_images["image"]],
+        "image_modes": dict(prepared.info.get("image_modes") or {}),
         "patients": int(m["patient_id"].nunique()),
         "split_file": project_relative(prepared.split_file, siblings=True),
         "split_hash": prepared.split_hash,

@@ -18,6 +18,11 @@ caption       T3 caption text
 Layouts: ODIR-5K as on Kaggle (``full_df.csv`` + ``preprocessed_images/``) and
 a generic ``manifest.csv`` (``image, patient_id, coarse, fine, caption``, image
 paths relative to the CSV's folder) for users' own fundus data.
+
+Every image must lie inside the data folder once symlinks are resolved: a row naming an absolute path,
+a ``../`` path or a link to a file elsewhere is refused before the file is opened
+(:func:`check_inside_root`), unless ``allow_outside_root`` (``--allow-outside-root``, or
+``$REPRO_ALLOW_OUTSIDE_ROOT=1`` for the notebooks of a sweep) says otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pandas as pd
 
 from repro.data import labels as L
 from repro.errors import DataError
+from repro.names import ALLOW_OUTSIDE_ENV
 from repro.paths import resolve_data_root
 
 MANIFEST_COLUMNS = ("image", "path", "patient_id", "eye", "keywords", "categories", "coarse", "fine", "caption")
@@ -116,6 +122,37 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "data"
 
 
+def outside_root_allowed(allow: bool | None) -> bool:
+    """``allow`` when given, else whether ``$REPRO_ALLOW_OUTSIDE_ROOT`` is set to 1."""
+    return bool(allow) if allow is not None else os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
+
+
+def check_inside_root(rows: list[tuple[str, str, str]], root: Path, allow: bool) -> None:
+    """One DataError for the rows ``(image, path, where)`` whose path, symlinks resolved, leaves ``root``.
+
+    Only path names and links are read here (``realpath``), never the files themselves.
+    """
+    if allow:
+        return
+    base = Path(os.path.realpath(root))
+    folders: dict[str, str] = {}
+
+    def real(path: str) -> Path:  # realpath of the folder once, of the file only when it is a link
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        joined = os.path.join(folders[folder], name)
+        return Path(os.path.realpath(joined) if os.path.islink(joined) else joined)
+
+    outside = [(img, p, w, r) for img, p, w in rows if not (r := real(p)).is_relative_to(base)]
+    if outside:
+        img, p, where, real = outside[0]
+        more = f" ({len(outside) - 1} more row(s) like it)" if len(outside) > 1 else ""
+        raise DataError(f"{where}: image {img!r} is {real}, outside the data folder {base}{more}; images are "
+                        "read only from inside the data folder. Copy the file into it, or pass "
+                        "--allow-outside-root (allow_outside_root=True) if the data is meant to live elsewhere.")
+
+
 def odir_eye_rows(root: str | os.PathLike) -> pd.DataFrame:
     """One row per image of ``full_df.csv``: image, patient_id, eye, keywords, line (CSV line number).
 
@@ -158,7 +195,7 @@ def odir_eye_rows(root: str | os.PathLike) -> pd.DataFrame:
 
 
 def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images: bool = False,
-              strict_keywords: bool = False) -> Dataset:
+              strict_keywords: bool = False, allow_outside_root: bool | None = None) -> Dataset:
     """ODIR-5K in the Kaggle layout: ``full_df.csv`` + ``preprocessed_images/{ID}_{left|right}.jpg``.
 
     Each image of the table appears once. Images whose keywords include an
@@ -169,12 +206,15 @@ def load_odir(root: str | os.PathLike, taxonomy: str = "paper5", skip_bad_images
     Keywords the table lacks are decided by the rules of :data:`repro.data.labels.RULES`
     and listed in ``info["keywords"]`` (:func:`repro.data.labels.keyword_report`);
     with ``strict_keywords`` they are one :class:`DataError` listing them all.
+    An image outside ``root`` is refused (:func:`check_inside_root`) unless ``allow_outside_root``.
     """
     L.check_taxonomy(taxonomy)
     root = Path(root).resolve()
     csv = root / ODIR_CSV
     img_dir = root / ODIR_IMAGES
     eyes = odir_eye_rows(root)
+    check_inside_root([(r.image, str(img_dir / r.image), f"{csv}:line {r.line}") for r in eyes.itertuples(index=False)],
+                      root, outside_root_allowed(allow_outside_root))
     keywords = L.keyword_report(eyes["keywords"], eyes["line"])
     if strict_keywords:
         L.check_strict_keywords(keywords, str(csv))
@@ -265,13 +305,18 @@ def patient_flag_agreement(root: str | os.PathLike | None = None) -> float:
     return float(table["agree"].mean())
 
 
-def load_manifest_csv(csv_path: str | os.PathLike, skip_bad_images: bool = False) -> Dataset:
+def load_manifest_csv(csv_path: str | os.PathLike, skip_bad_images: bool = False,
+                      allow_outside_root: bool | None = None) -> Dataset:
     """A user's own data: a CSV with ``image, patient_id, coarse, fine, caption`` (``eye`` optional).
 
-    Image paths are relative to the CSV's folder (absolute paths are kept).
+    Image paths are relative to the CSV's folder; one outside it (absolute, ``../`` or a symlink) is
+    refused unless ``allow_outside_root`` (:func:`check_inside_root`).
     """
     csv = Path(csv_path).resolve()
     df = _read_csv(csv, MANIFEST_REQUIRED)
+    names = [str(v).strip() for v in df["image"]]
+    check_inside_root([(n, str(Path(n) if Path(n).is_absolute() else csv.parent / n), f"{csv}:line {_line(i)}")
+                       for i, n in enumerate(names) if n], csv.parent, outside_root_allowed(allow_outside_root))
     kept, bad = [], []
     seen: dict[str, int] = {}
     for i, r in enumerate(df.itertuples(index=False)):
@@ -318,16 +363,20 @@ def detect_layout(root: Path) -> str:
 
 
 def load_dataset(root: str | os.PathLike | None = None, taxonomy: str = "paper5",
-                 skip_bad_images: bool = False, strict_keywords: bool = False) -> Dataset:
+                 skip_bad_images: bool = False, strict_keywords: bool = False,
+                 allow_outside_root: bool | None = None) -> Dataset:
     """Load the data set at ``root`` (resolved by :func:`repro.paths.resolve_data_root`), layout auto-detected.
 
     ``strict_keywords`` (ODIR layout only; a manifest has no keywords): see :func:`load_odir`.
+    ``allow_outside_root``: accept images outside the data folder (default: ``$REPRO_ALLOW_OUTSIDE_ROOT``).
     """
     root = resolve_data_root(root)
     if root.is_file():
         if root.suffix == ".csv" and root.name != ODIR_CSV:
-            return load_manifest_csv(root, skip_bad_images=skip_bad_images)
+            return load_manifest_csv(root, skip_bad_images=skip_bad_images, allow_outside_root=allow_outside_root)
         root = root.parent
     if detect_layout(root) == "odir":
-        return load_odir(root, taxonomy=taxonomy, skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
-    return load_manifest_csv(root / MANIFEST_CSV, skip_bad_images=skip_bad_images)
+        return load_odir(root, taxonomy=taxonomy, skip_bad_images=skip_bad_images, strict_keywords=strict_keywords,
+                         allow_outside_root=allow_outside_root)
+    return load_manifest_csv(root / MANIFEST_CSV, skip_bad_images=skip_bad_images,
+                             allow_outside_root=allow_outside_root)

@@ -26,13 +26,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from repro.data import labels as L
+from repro.data.identity import data_identity
 from repro.errors import ConfigError, DataError
 from repro.io import atomic_write_text
 from repro.names import P_VALUES, check_p
@@ -53,8 +53,9 @@ SPLIT_COLUMNS = ("image", "patient_id", "split", "p_min", "coarse")
 UNLABELED_MODES = ("all", "rest")
 
 
-#: content hash (:func:`content_hash`) of the reference ODIR-5K subset -> the name of its committed split files
-REFERENCE_DATA = {"debd2ed78240": "odir5k-n5503"}
+#: content hash (:func:`repro.data.identity.content_hash`: image bytes and label rows) of the reference
+#: ODIR-5K subset -> the name of its committed split files
+REFERENCE_DATA = {"ab893fd36dde": "odir5k-n5503"}
 
 
 _PAPER5_RANK = {L.CATEGORY_NAMES["paper5"][c]: i for i, c in reversed(list(enumerate(L.PRIORITY)))}
@@ -187,24 +188,6 @@ def read_split(path: str | os.PathLike) -> pd.DataFrame:
     return df.loc[:, list(SPLIT_COLUMNS)]
 
 
-def content_hash(manifest: pd.DataFrame) -> str:
-    """12 hex digits identifying a data set by content: its sorted ``(image, patient_id, file size)`` rows.
-
-    The folder's name plays no part, so two folders called ``data/`` with other images differ, and a
-    copy (or a folder of links) of the reference images is the reference data.
-    """
-    lines = sorted(f"{i}\t{p}\t{os.path.getsize(f) if os.path.exists(f) else -1}"
-                   for i, p, f in zip(manifest["image"].astype(str), manifest["patient_id"].astype(str),
-                                      manifest["path"].astype(str)))
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:12]
-
-
-def data_identity(manifest: pd.DataFrame, name: str) -> str:
-    """``<name>-n<images>-<content hash>``, e.g. ``odir5k-n5503-debd2ed78240`` (``name``: the data set's label)."""
-    base = re.sub(r"-n\d+$", "", re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name))) or "data"
-    return f"{base}-n{len(manifest)}-{content_hash(manifest)}"
-
-
 def reference_name(identity: str) -> str | None:
     """The committed split-file name of ``identity`` when it is the reference subset, else ``None``."""
     return REFERENCE_DATA.get(identity.rsplit("-", 1)[-1])
@@ -267,15 +250,17 @@ def check_split_matches(split_df: pd.DataFrame, manifest: pd.DataFrame, path: Pa
 
 def load_or_make_split(dataset, seed: int, max_patients: int | None = None,
                        directory: str | os.PathLike | None = None,
-                       user_directory: str | os.PathLike | None = None) -> tuple[pd.DataFrame, Path]:
+                       user_directory: str | os.PathLike | None = None,
+                       identity: str | None = None) -> tuple[pd.DataFrame, Path]:
     """The saved split of ``dataset`` (a :class:`repro.datasets.Dataset`) for ``seed``; made and
     written atomically on first use, checked against the manifest on every later use.
 
     The file is named by the data set's content (:func:`split_path`); ``directory`` overrides its folder
-    for every data set, ``user_directory`` only for data other than the reference subset.
+    for every data set, ``user_directory`` only for data other than the reference subset; ``identity``
+    (:func:`repro.data.identity.data_identity` of ``dataset``) saves hashing it again.
     Returns ``(split_df in manifest order, path)``.
     """
-    identity = data_identity(dataset.manifest, dataset.name)
+    identity = identity or data_identity(dataset.manifest, dataset.name)
     if directory is None and user_directory is not None and not reference_name(identity):
         directory = user_directory
     path = split_path(identity, seed, max_patients, directory)

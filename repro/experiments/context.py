@@ -1,7 +1,9 @@
 """One ``(profile, p, seed)`` experiment: data, inputs, and the run of a single model to its result JSON.
 
 Stages (M1 here, M2/M3/τ in :mod:`repro.experiments.m2m3`) call :func:`train_and_record`;
-a run whose result JSON and checkpoint already exist is loaded, not retrained. Checkpoints live under
+a run whose result JSON and checkpoint already exist is loaded, not retrained, and only when the result
+records this run's data identity (image bytes and labels, :mod:`repro.data.identity`): a result of other
+data is an :class:`~repro.data.identity.IdentityMismatchError` naming both identities and ``--force``. Checkpoints live under
 ``<runs>/<profile>/<data identity>-<split hash>/p<p>/seed<s>/`` (:attr:`Context.run_artifacts`), and a
 later stage loads an earlier one's model only through :func:`require_checkpoint`, which refuses a model
 trained on other data, another split or other profile settings.
@@ -9,6 +11,7 @@ trained on other data, another split or other profile settings.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -35,16 +38,34 @@ def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:
 
 
 @lru_cache(maxsize=4)
-def _prepared(data_root: str | None, profile: Profile, skip_bad_images: bool, strict_keywords: bool, lay):
+def _prepared(data_root: str | None, profile: Profile, skip_bad_images: bool, strict_keywords: bool, lay,
+              allow_outside_root, label_stamp):
     """The prepared data of one data root and profile, once per process.
 
     Keyed by the whole (hashable) profile, never by its name: a modified profile (another image size,
-    taxonomy, ``max_patients`` or split seed) gets data prepared with its own settings.
+    taxonomy, ``max_patients`` or split seed) gets data prepared with its own settings; and by the label
+    table's :func:`label_stamp`, so a table edited in this process's lifetime is prepared again.
     """
     from repro.data.prepare import prepare_data
 
     return prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
-                        strict_keywords=strict_keywords, layout=lay)
+                        strict_keywords=strict_keywords, layout=lay, allow_outside_root=allow_outside_root)
+
+
+def label_stamp(data_root) -> tuple:
+    """``(size, mtime_ns)`` of the data folder's label table: a table edited in this process's lifetime
+    is prepared again rather than served from the in-process cache."""
+    from repro.data.sources import MANIFEST_CSV, ODIR_CSV
+    from repro.paths import resolve_data_root
+
+    root = resolve_data_root(data_root)
+    for table in ((root,) if root.is_file() else (root / ODIR_CSV, root / MANIFEST_CSV)):
+        try:
+            st = os.stat(table)
+            return (str(table), st.st_size, st.st_mtime_ns)
+        except OSError:
+            continue
+    return ()
 
 
 #: profile settings a stage's teachers must share with it (besides data, split, classes and vocabulary)
@@ -127,7 +148,7 @@ class Context:
 
 def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, data_root=None,
                  results_dir=None, runs_dir=None, skip_bad_images: bool = False, strict_keywords: bool = False,
-                 **overrides) -> Context:
+                 allow_outside_root: bool | None = None, **overrides) -> Context:
     """Load (once per process and profile) the prepared data of ``profile`` and set up output folders.
 
     ``profile`` is a name or a :class:`Profile` (a modified one included: its own settings prepare the data);
@@ -138,7 +159,10 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     (``R/cache`` or ``$REPRO_CACHE``) and split files of non-reference data (``R/splits``) follow from it
     (:class:`repro.paths.Layout`). Every output folder is checked writable before any data is prepared.
     """
+    from repro.sweep.plan import check_seed
+
     p = check_p(p)
+    seed = check_seed(seed)
     prof = get_profile(profile, **overrides)
     if prof.num_threads:
         torch.set_num_threads(prof.num_threads)
@@ -149,7 +173,7 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
         check_writable(folder, what)
     prepared = _prepared(None if data_root is None else str(data_root), prof, bool(skip_bad_images),
-                         bool(strict_keywords), lay)
+                         bool(strict_keywords), lay, allow_outside_root, label_stamp(data_root))
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
                   device=resolve_device(prof.device), cache_dir=lay.cache)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
@@ -168,8 +192,10 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     from repro.models.checkpoints import save_checkpoint
 
     res_path, ckpt = ctx.result_path(stage_name, name), ctx.checkpoint_path(stage_name, name)
-    if not force and res_path.exists() and ckpt.exists():
-        return read_json(res_path)
+    if not force and res_path.exists():
+        check_result_identity(ctx, res_path, read_json(res_path), stage_name)
+        if ckpt.exists():
+            return read_json(res_path)
     data_warnings = list(ctx.prepared.info.get("warnings", []))
     for w in data_warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -216,6 +242,18 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     }
     write_json(res_path, result)
     return result
+
+
+def check_result_identity(ctx: Context, path: Path, result: dict[str, Any], stage: str) -> None:
+    """:class:`~repro.data.identity.IdentityMismatchError` when result ``path`` records a data identity
+    other than this run's (other image bytes or labels, or a result from before identities held them)."""
+    from repro.data.identity import IdentityMismatchError, mismatch_message, recorded_identity
+
+    ours = getattr(ctx.prepared, "data_identity", "")
+    theirs = recorded_identity(result) or "unrecorded"
+    if ours and theirs != ours:
+        raise IdentityMismatchError(mismatch_message(f"result {project_relative(path)}", theirs, ours,
+                                                     f"{_train_command(ctx, stage)[:-1]} --force`"))
 
 
 def _train_command(ctx: Context, stage: str) -> str:

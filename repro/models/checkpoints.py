@@ -4,11 +4,15 @@ A checkpoint is data, never code: it is read with ``torch.load(weights_only=True
 unpickler accepts only tensors and plain containers (dict, list, str, numbers, None) and refuses
 any other global *before* calling it, so a pickled ``os.system(...)`` is rejected, not run.
 Everything this project writes into a checkpoint is of those types. Every way a file can be
-wrong ends in one :class:`~repro.errors.CheckpointError` naming the file and the fault.
+wrong ends in one :class:`~repro.errors.CheckpointError` naming the file and the fault; that includes
+the stored profile and model sizes, validated (known fields, types, ranges: :func:`check_stored_profile`,
+:func:`check_model_config`) before anything is built or allocated from them.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import torch
 
 from repro.errors import CheckpointError, ConfigError, MissingStageError
 from repro.io import atomic_save
+from repro.profiles import Profile
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -38,6 +43,89 @@ def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | N
         "extra": extra or {},
     }
     return atomic_save(path, lambda f: torch.save(payload, f))
+
+
+#: inclusive ranges of the stored profile's numbers (fields not named here: any value of their type)
+PROFILE_RANGES: dict[str, tuple[float, float]] = {
+    "image_size": (16, 2048), "max_caption_len": (1, 256), "batch_size": (1, 65536), "max_epochs": (0, 100000),
+    "patience": (0, 100000), "min_epochs": (0, 100000), "kd_max_epochs": (0, 100000), "t2_min_count": (0, 10**7),
+    "vocab_min_count": (0, 10**7), "split_seed": (0, 2**32 - 1), "tau_seed": (0, 2**32 - 1),
+    "max_patients": (3, 10**8), "decoder_hidden": (1, 65536), "decoder_embed": (1, 65536),
+    "head_hidden": (1, 65536), "neck_hidden": (1, 65536), "t1_subclasses": (1, 1024), "num_threads": (1, 4096),
+    "lr": (0, 100), "momentum": (0, 1), "weight_decay": (0, 100), "teacher_forcing": (0, 1), "alpha": (0, 1),
+    "default_tau": (1e-6, 1e6), "taus": (1e-6, 1e6), "neck_dropout": (0, 1), "input_dropout": (0, 1),
+    "class_balance": (0, 100),
+}
+
+
+#: inclusive ranges of the model sizes in ``model_config`` (what the network allocates)
+MODEL_RANGES: dict[str, tuple[int, int]] = {
+    "vocab_size": (4, 10**6), "embed": (1, 65536), "hidden": (1, 65536), "head_hidden": (1, 65536),
+    "neck_hidden": (1, 65536), "subclasses": (1, 1024), "num_classes": (1, 10**6),
+}
+
+
+_BASE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
+               "dict": (dict,), "tuple": (list, tuple)}
+
+
+def _fits(value: Any, annotation: str) -> bool:
+    """Whether ``value`` (as read back from a checkpoint: tuples become lists) has the annotated type."""
+    for alt in (a.strip() for a in annotation.split("|")):
+        base, _, inner = alt.partition("[")
+        types = _BASE_TYPES.get(base.strip())
+        if types is None or isinstance(value, bool) and bool not in types:
+            continue
+        if not isinstance(value, types):
+            continue
+        if base.strip() == "tuple":
+            elem = inner.split(",")[0].strip()
+            return all(_fits(v, elem) for v in value)
+        return True
+    return False
+
+
+def _in_range(value: Any, lo: float, hi: float) -> bool:
+    vals = value if isinstance(value, (list, tuple)) else [value]
+    return all(v is None or (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi) for v in vals)
+
+
+def check_stored_profile(path: str | Path, prof: Any) -> None:
+    """CheckpointError unless the profile stored in a checkpoint has only :class:`~repro.profiles.Profile`
+    fields, each of its declared type and, for sizes and rates, within :data:`PROFILE_RANGES`."""
+    if not isinstance(prof, dict):
+        raise CheckpointError(f"checkpoint {path}: the stored profile is a {type(prof).__name__}, not a dict of "
+                              "profile settings; use a checkpoint written by this project")
+    known = {f.name: f.type for f in fields(Profile)}
+    unknown = sorted(str(k) for k in prof if k not in known)
+    if unknown:
+        raise CheckpointError(f"checkpoint {path}: unknown profile setting(s) {unknown[:5]} in its stored profile; "
+                              f"known settings are {sorted(known)}. Use a checkpoint written by this project")
+    for key, value in prof.items():
+        if not _fits(value, str(known[key])):
+            raise CheckpointError(f"checkpoint {path}: stored profile setting {key}={value!r:.60} is not of type "
+                                  f"{known[key]}; use a checkpoint written by this project")
+        if key in PROFILE_RANGES and not _in_range(value, *PROFILE_RANGES[key]):
+            lo, hi = PROFILE_RANGES[key]
+            raise CheckpointError(f"checkpoint {path}: stored profile setting {key}={value!r:.60} is outside "
+                                  f"{lo:g}..{hi:g}; use a checkpoint written by this project")
+    if isinstance(prof.get("trainable"), str) and prof["trainable"] != "all":
+        raise CheckpointError(f"checkpoint {path}: stored profile setting trainable={prof['trainable']!r:.60} "
+                              "is neither 'all' nor a number of stages")
+
+
+def check_model_config(path: str | Path, cfg: dict[str, Any]) -> None:
+    """CheckpointError when a size in ``model_config`` is not an integer within :data:`MODEL_RANGES`
+    (checked before the network is built, so an absurd size never reaches an allocation)."""
+    for key, (lo, hi) in MODEL_RANGES.items():
+        value = cfg.get(key)
+        values = list(value.values()) if isinstance(value, dict) else [value]
+        for v in values:
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise CheckpointError(f"checkpoint {path}: model size {key}={value!r:.60} is not an integer in "
+                                      f"{lo}..{hi}; use a checkpoint written by this project")
 
 
 REQUIRED_KEYS = ("model_config", "state_dict", "coarse_classes", "fine_classes", "vocab", "split_hash")
@@ -71,6 +159,12 @@ def read_payload(path: str | Path, map_location="cpu") -> dict[str, Any]:
                               f"save_checkpoint (found keys {sorted(map(str, payload))[:8]})")
     if not isinstance(payload["model_config"], dict) or not isinstance(payload["state_dict"], dict):
         raise CheckpointError(f"checkpoint {path}: model_config and state_dict must be dicts")
+    check_model_config(path, payload["model_config"])
+    extra = payload.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise CheckpointError(f"checkpoint {path}: 'extra' must be a dict, got {type(extra).__name__}")
+    if extra and "profile" in extra:
+        check_stored_profile(path, extra["profile"])
     return payload
 
 

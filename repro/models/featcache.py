@@ -3,7 +3,8 @@
 Files live under ``cache_dir()/features/<encoder>-k<k>[-taps.<stages>]-<trunk>-<H>px-<images>/<view>.npy``
 where ``<trunk>`` fingerprints the trunk's actual weights (so a pretrained, a
 random and a fine-tuned trunk never share a file) and ``<images>`` is the
-image-cache key. Each view is one ``.npy`` array ``[N, C, h, w]`` (float16 by
+image-cache key (:func:`repro.models.inputbank.image_cache_key`: the ordered image list with each
+file's SHA-256), so other images under the same names never reuse another data set's features. Each view is one ``.npy`` array ``[N, C, h, w]`` (float16 by
 default), opened as a copy-on-write memory map, written atomically (temp file +
 rename) and reused when present.
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from repro.errors import ConfigError
-from repro.io import atomic_path, atomic_write_text, clean_stale_temps
+from repro.io import atomic_path, atomic_write_text, clean_stale_temps, reserve_space
 from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
 from repro.paths import cache_dir
 from repro.progress import tqdm_class
@@ -146,6 +147,7 @@ def _compute(trunk: FrozenTrunk, spec: EncoderSpec, images: np.ndarray, view: st
             y = trunk(preprocess(chunk, spec, device=device)).float().cpu().numpy()
             if arr is None:
                 arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + y.shape[1:])
+                reserve_space(tmp, path)
             arr[start:start + len(y)] = y
         arr.flush()
         shape = arr.shape

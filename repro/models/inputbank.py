@@ -8,18 +8,19 @@ uint8 images are normalised (and flipped for the ``hflip`` view) on the device.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
 from repro.models.encoders import preprocess
 
 
-def image_cache_key(prepared, size: int) -> str:
-    """Identity of the image-cache content: the ordered image list and the resolution."""
-    h = hashlib.sha1("\n".join(prepared.manifest["image"].astype(str)).encode()).hexdigest()[:12]
-    return f"{prepared.dataset_name}-{size}-{h}"
+def image_cache_key(prepared, size: int, hash_root=None) -> str:
+    """Identity of the image-cache content: the ordered (image, file SHA-256) list and the resolution
+    (:func:`repro.data.imagecache.cache_key`), so other bytes under the same names get other features;
+    ``hash_root``: the cache folder holding the per-file digests."""
+    from repro.data.imagecache import cache_key
+
+    return f"{prepared.dataset_name}-{size}-{cache_key(prepared.manifest, size, hash_root)}"
 
 
 class InputBank:
@@ -39,7 +40,7 @@ class InputBank:
             size = int(prepared.images.shape[1])
             feats = trunk_feature_cache(
                 model, prepared.images, views=self.views,
-                cache_key=image_cache_key(prepared, size), root=cache_root,
+                cache_key=image_cache_key(prepared, size, cache_root), root=cache_root,
             )
             # read into memory once: batches then index RAM, not the memory-mapped file
             self.data = {v: torch.from_numpy(np.array(feats[v])) for v in self.views}

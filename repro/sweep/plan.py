@@ -25,6 +25,10 @@ MANAGED_PARAMS = ("profile", "p", "seed", "data_root", "results_dir")
 DEFAULT_SEEDS = (0, 1, 2)
 
 
+#: the largest seed numpy, torch and Python's random all accept
+MAX_SEED = 2**32 - 1
+
+
 @dataclass
 class Run:
     """One notebook for one ``(profile, p, seed)``: what to execute and where its outputs go."""
@@ -155,12 +159,20 @@ def _check_ps(ps: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(check_p(p) for p in ps))
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int in 0..2**32 - 1, or a ConfigError naming it and the range."""
+    try:
+        ok = int(seed) == seed and 0 <= int(seed) <= MAX_SEED
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"seed {seed!r} is not allowed: seeds are integers from 0 to {MAX_SEED} "
+                          "(numpy, torch and Python's random take no other); pass e.g. --seed 0")
+    return int(seed)
+
+
 def _check_seeds(seeds: Iterable[int]) -> list[int]:
-    out = list(dict.fromkeys(int(s) for s in seeds))
-    bad = [s for s in out if s < 0]
-    if bad:
-        raise ConfigError(f"seed {bad} is negative; seeds are non-negative integers")
-    return out
+    return list(dict.fromkeys(check_seed(s) for s in seeds))
 
 
 def plan_sweep(
@@ -270,3 +282,53 @@ def parse_param(text: str) -> tuple[str, Any]:
         except (ValueError, SyntaxError):
             pass
     return key.strip(), value
+
+
+def stale_results(runs: Sequence[Run], identity: str) -> list[tuple[Path, str]]:
+    """``(result file, recorded identity)`` of every existing result of ``runs`` computed from data other
+    than ``identity``: the run's own JSON and, for a per-(p, seed) run, the stage results beside it."""
+    from repro.data.identity import recorded_identity
+    from repro.io import read_json
+
+    out, seen = [], set()
+    for run in runs:
+        if not run.result.exists():
+            continue
+        files = sorted(run.result.parent.glob("*.json")) if run.per_run else [run.result]
+        for f in files:
+            if f in seen:
+                continue
+            seen.add(f)
+            try:
+                theirs = recorded_identity(read_json(f))
+            except (OSError, ValueError):
+                continue
+            if theirs and theirs != identity:
+                out.append((f, theirs))
+    return out
+
+
+def check_results_current(runs: Sequence[Run], data_root=None, skip_bad_images: bool = False,
+                          strict_keywords: bool = False) -> None:
+    """Before a sweep skips runs whose result exists: those results were computed from this data.
+
+    The data identity of ``data_root`` for the runs' profile (:func:`repro.data.identity.data_identity`,
+    its per-file hashes cached under the results root's cache) is compared with the identity every
+    existing result records; a mismatch is one :class:`~repro.data.identity.IdentityMismatchError` naming
+    both identities and ``--force``. Nothing is computed when no result exists yet.
+    """
+    from repro.data.identity import IdentityMismatchError, mismatch_message
+    from repro.data.prepare import prepare_data
+    from repro.paths import layout_for_results, project_relative
+
+    if not any(r.result.exists() for r in runs):
+        return
+    prepared = prepare_data(data_root=data_root, profile=runs[0].profile, skip_bad_images=skip_bad_images,
+                            with_images=False, strict_keywords=strict_keywords,
+                            layout=layout_for_results(runs[0].results_dir))
+    stale = stale_results(runs, prepared.data_identity)
+    if stale:
+        path, theirs = stale[0]
+        more = f" (and {len(stale) - 1} more result file(s))" if len(stale) > 1 else ""
+        raise IdentityMismatchError(mismatch_message(f"result {project_relative(path)}{more}", theirs,
+                                                     prepared.data_identity, "`python -m repro sweep ... --force`"))
