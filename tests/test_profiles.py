@@ -46,7 +46,7 @@ def test_modified_profile_reaches_data_preparation(monkeypatch, tmp_path):
     """A copy of ``smoke`` with other data settings is prepared with those settings, not cached by name."""
     seen: list[Profile] = []
 
-    def fake_prepare(*, data_root, profile, skip_bad_images, strict_keywords, layout):
+    def fake_prepare(*, data_root, profile, skip_bad_images, strict_keywords, layout, allow_outside_root=None):
         seen.append(profile)
         return SimpleNamespace(data_identity=f"fake-{profile.image_size}", split_hash="0" * 16, profile=profile)
 

@@ -65,6 +65,9 @@ MODEL_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+#: settings whose stored form (``Profile.to_dict``) differs from the field's declared type
+STORED_TYPES = {"extra": "dict"}
+
 _BASE_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "None": (type(None),),
                "dict": (dict,), "tuple": (list, tuple)}
 
@@ -97,6 +100,7 @@ def check_stored_profile(path: str | Path, prof: Any) -> None:
         raise CheckpointError(f"checkpoint {path}: the stored profile is a {type(prof).__name__}, not a dict of "
                               "profile settings; use a checkpoint written by this project")
     known = {f.name: f.type for f in fields(Profile)}
+    known.update(STORED_TYPES)
     unknown = sorted(str(k) for k in prof if k not in known)
     if unknown:
         raise CheckpointError(f"checkpoint {path}: unknown profile setting(s) {unknown[:5]} in its stored profile; "
