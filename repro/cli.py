@@ -379,7 +379,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--results-root", default=None, help="folder holding <profile>/ (default: results)")
     p.add_argument("--out-dir", default=None, help="default: <results-root>/<profile>/report")
     p.add_argument("--figures-dir", default=None,
-                   help="default: <results-root>/figures ($REPRO_FIGURES overrides); also where the Grad-CAM figures are read")
+                   help="default: <results-root>/figures, the top-level figures/ for --results-root results "
+                        "($REPRO_FIGURES overrides); also where the Grad-CAM figures are read")
     p.add_argument("--no-notebook", action="store_true", help="only tables, figures and the headline (no HTML)")
     p.set_defaults(func=cmd_report)
 

@@ -211,7 +211,7 @@ def table_problems(page: _Page) -> list[str]:
             out.append(f"{name}: {len(whole)} whole number(s) printed as decimals, e.g. {whole[0]!r}")
         empty = [t for t in cells if t.lower() in _NOT_A_VALUE]
         if empty:
-            out.append(f"{name}: {len(empty)} cell(s) read {empty[0]!r} instead of being blank")
+            out.append(f"{name}: {len(empty)} cell(s) read NaN/None instead of being blank, e.g. {empty[0]!r}")
     return out
 
 

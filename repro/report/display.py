@@ -38,7 +38,7 @@ def figure_has_data(fig) -> bool:
     for ax in fig.axes:
         reference = (ax.get_xaxis_transform(which="grid"), ax.get_yaxis_transform(which="grid"))
         for line in ax.lines:
-            if line.get_transform() in reference:
+            if any(line.get_transform() is r for r in reference):  # axvline / axhline: the same object
                 continue
             x, y = (np.asarray(v, dtype=float) for v in line.get_data())
             if np.isfinite(x).any() and np.isfinite(y).any():

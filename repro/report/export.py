@@ -132,7 +132,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
       Grad-CAM figures from there (``gradcam_<profile>*.png``).
 
     ``out_dir`` defaults to ``<results folder>/report``, ``figures_dir`` to ``figures`` beside the
-    profile's results folder (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides).
+    profile's results folder, the top-level ``figures/`` for the committed ``results/``
+    (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides).
     Returns the paths written.
     """
     import matplotlib.pyplot as plt
