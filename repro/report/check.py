@@ -46,6 +46,7 @@ _SCRIPT_URL = re.compile(r"(?:https?:)?//[\w.-]+\.[a-z]{2,}[^\s'\"`)]*", re.I)
 _TEX = re.compile(r"\$\$.+?\$\$|\$[^$\n]*\\[A-Za-z]+[^$\n]*\$|\\\(.+?\\\)|\\\[.+?\\\]", re.S)
 _NOT_A_VALUE = {"nan", "none", "nat", "<na>", "null"}
 _WHOLE_FLOAT = re.compile(r"[+-]?\d+\.0")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 _NOTEBOOK_TITLE = re.compile(r"\s*\d+\s*[·:.\-–]")  # "06 · Report…": a notebook's number, not a title
 NO_ALT = "No description has been provided for this image"
 
@@ -197,7 +198,8 @@ def _table_name(i: int, table: list[list[tuple[str, str]]]) -> str:
 
 def table_problems(page: _Page) -> list[str]:
     """Untidy tables: pandas' row index (a first column 0, 1, 2, …), whole numbers printed as
-    ``1863516.0``, and ``NaN``/``None`` where a cell has no value (it should be blank)."""
+    ``1863516.0`` (a column or header row whose numbers all end in ``.0``), and ``NaN``/``None`` where a
+    cell has no value (it should be blank)."""
     out = []
     for i, table in enumerate(page.tables, 1):
         name = _table_name(i, table)
@@ -206,7 +208,14 @@ def table_problems(page: _Page) -> list[str]:
         if first and all(tag == "th" for tag, _ in first) and [t for _, t in first] == [str(k) for k in range(len(first))]:
             out.append(f"{name}: shows pandas' row index (0, 1, 2, …) as its first column")
         cells = [t for row in table for _, t in row]
-        whole = [t for t in cells if _WHOLE_FLOAT.fullmatch(t)]
+        # a header row, or a column of data cells (aligned from the right: row labels may span rows),
+        # whose numbers all read "<n>.0": integers printed as floats (a column mixing 29.4 and 25.0 is fine)
+        lines = [[t for _, t in row] for row in table if row and all(tag == "th" for tag, _ in row)]
+        tds = [[t for tag, t in row if tag == "td"] for row in body]
+        lines += [[r[-1 - j] for r in tds if len(r) > j] for j in range(max(map(len, tds), default=0))]
+        whole = [t for line in lines
+                 if (nums := [t for t in line if _NUMBER.fullmatch(t)]) and all(_WHOLE_FLOAT.fullmatch(t) for t in nums)
+                 for t in nums]
         if whole:
             out.append(f"{name}: {len(whole)} whole number(s) printed as decimals, e.g. {whole[0]!r}")
         empty = [t for t in cells if t.lower() in _NOT_A_VALUE]
