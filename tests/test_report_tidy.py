@@ -179,3 +179,11 @@ def test_reference_figures_live_at_the_top_level(tmp_path, monkeypatch):
     assert figures_dir(REFERENCE_RESULTS_ROOT) == tmp_path / "elsewhere"
     assert (REFERENCE_FIGURES / "gradcam_quick.png").is_file() and (REFERENCE_FIGURES / "quick_claims.png").is_file()
     assert not (REFERENCE_RESULTS_ROOT / "figures").exists()
+
+
+def test_the_committed_quick_report_passes_the_file_checks():
+    """The committed reference report (rebuilt with ``python -m repro report --profile quick --results-root
+    results``): self-contained, tidy, every figure with data and alt text; Chromium's part is
+    ``make check-report``."""
+    html = REFERENCE_RESULTS_ROOT / "quick" / "report" / "report.html"
+    assert html_problems(html, min_images=6) == []
