@@ -143,7 +143,8 @@ def test_the_report_reads_as_a_report(built):
     assert any(a.startswith("Grad-CAM of the T1 head (paper Fig. 5)") for a in alts)  # markdown stripped
     # tables: no pandas row numbers, no NaN/None, whole numbers without ".0", each in a scroll box
     assert "NaN" not in _plain(text) and "<td>None</td>" not in text
-    assert text.count('<div class="table-scroll"') == text.count("<table")
+    assert text.count('<div class="table-scroll"') == len(re.findall(r'<table[^>]*class="[^"]*report-table', text)) >= 10
+    assert ".jp-RenderedMarkdown table { display: block; overflow-x: auto;" in text  # the headline's table
 
 
 @pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)

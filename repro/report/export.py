@@ -65,6 +65,7 @@ REPORT_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 <style type="text/css">
   .table-scroll { overflow-x: auto; max-width: 100%; }
   .jp-RenderedHTMLCommon .report-table th { white-space: normal; }
+  .jp-RenderedMarkdown table { display: block; overflow-x: auto; max-width: 100%; }
 </style>
 {% endblock extra_css %}
 {% macro report_image(output, mimetype, kind) -%}
