@@ -71,7 +71,8 @@ ablations: venv
 report: venv
 	$(PY) -m repro report --profile $(PROFILE) --results-root $(RESULTS)
 
-# the committed report in headless Chromium (REPORT=out/quick/report/report.html checks your own)
+# the committed report: self-contained (nothing fetched from outside the file), tidy tables, figures with
+# data and alt text, rendered offline in headless Chromium (REPORT=out/quick/report/report.html checks your own)
 check-report: venv
 	$(PY) -m repro check-report $(or $(REPORT),$(REFERENCE)/$(PROFILE)/report/report.html)
 

@@ -39,7 +39,7 @@
 #
 # Needs notebooks 01–03 for every p in `ps` (training seed `cam_seed`); a p
 # without checkpoints is left out with a note. The figure goes to
-# `figures/gradcam_<profile>.png` beside the results folder (`results/figures/`
+# `figures/gradcam_<profile>.png` beside the results folder (the top-level `figures/`
 # for the committed results; T1 head) plus one file per other head; notebook 06
 # shows them in the report.
 
@@ -53,7 +53,7 @@ skip_bad_images = False  # skip unreadable images (listed in the data report); t
 strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 cam_seed = 0  # the training seed whose models are shown (also draws the images)
 ps = [15, 70]  # smallest and largest labeled fraction
-figures_dir = None  # default: figures/ beside the results folder ($REPRO_FIGURES overrides)
+figures_dir = None  # default: figures/ beside the results folder, figures/ for results/ ($REPRO_FIGURES overrides)
 
 # %%
 from pathlib import Path

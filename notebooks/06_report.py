@@ -14,7 +14,9 @@
 # ---
 
 # %% [markdown]
-# # 06 · Report: this reproduction beside the paper
+# # Multi-task knowledge distillation for eye disease prediction: this reproduction beside the paper
+#
+# *Notebook 06 of the reproduction of Chelaramani et al. (WACV 2021) on ODIR-5K.*
 #
 # Every table of the paper's results section (§4.2) and of its supplement,
 # rebuilt from this project's result files and set beside the published
@@ -40,19 +42,20 @@
 #
 # Reads `results/<profile>/p<p>/seed<seed>/<stage>-<name>.json` (written by
 # notebooks 01–04) and the Grad-CAM figures of notebook 05 (`figures/` beside
-# the results folder). Runs on whatever is there and says what is missing.
+# the results folder; the committed reference figures are in `figures/` at the
+# top of the project). Runs on whatever is there and says what is missing.
 
 # %% tags=["parameters"]
 import os
 
 profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 results_dir = None
-figures_dir = None  # default: figures/ beside the results folder ($REPRO_FIGURES overrides)
+figures_dir = None  # default: figures/ beside the results folder, figures/ for results/ ($REPRO_FIGURES overrides)
 
 # %%
 from pathlib import Path
 
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
 from repro import report
 from repro.io import write_json
@@ -60,20 +63,22 @@ from repro.paths import figures_dir as default_figures_dir
 from repro.paths import project_relative
 from repro.report import claims
 from repro.report.gradcam import embeddable, gradcam_figures
+from repro.report.display import show_figure, show_image, show_table
 
 report.setup_plots()
 report.setup_display()  # every table in full: no "..." rows or columns
 folder = report.results_folder(profile, results_dir=results_dir)
 fig_dir = Path(figures_dir) if figures_dir else default_figures_dir(folder.parent)
 df = report.load_results(profile, results_dir=folder)
-print(f"profile={profile}: {len(df)} result files in {project_relative(folder, siblings=True)}")
+display(Markdown(f"Built from {len(df)} result files in `{project_relative(folder, siblings=True)}` "
+                 f"(profile *{profile}*)."))
 
 # %% [markdown]
 # ## What this report is built from
 # Number of seeds per model and labeled fraction p, what is absent by design, and what is missing.
 
 # %%
-report.inventory(df)
+show_table(report.inventory(df))
 
 # %%
 for note in report.by_design(df, profile):
@@ -95,7 +100,7 @@ display(Markdown(report.headline_markdown(profile, df=df, with_claims=False)))
 # "across most (dataset size, task) combinations", with T3 gaining most.
 
 # %%
-report.fmt(report.table3(df))
+show_table(report.fmt(report.table3(df)))
 
 # %% [markdown]
 # ## Table 4 · Temperature study
@@ -107,10 +112,11 @@ report.fmt(report.table3(df))
 # The paper: "the best τ … is 10 for p = 15 % while it is 5 for p = 70 %".
 
 # %%
-report.fmt(report.table4(df))
+show_table(report.fmt(report.table4(df)))
 
 # %%
-fig = report.plot_tau(df)
+show_figure(report.plot_tau(df), "Temperature study: test score of single-task KD per τ and p, ours "
+            "(mean ± std over seeds) beside the paper's Table 4.")
 
 # %% [markdown]
 # ## Table 5 · Distillation: M2 (labeled data) and M3 (unlabeled data)
@@ -121,10 +127,12 @@ fig = report.plot_tau(df)
 # IDRiD reported it beside M1–M3, and it was their best T1 model).
 
 # %%
-report.fmt(report.table5(df))
+show_table(report.fmt(report.table5(df)))
 
 # %%
-fig = report.plot_metric_vs_p(df)
+show_figure(report.plot_metric_vs_p(df), "Test score vs labeled fraction p per task: M1, M2, M3 and M3 "
+            "with the teacher ensemble, ours (solid, mean ± std over seeds) and the paper's (dashed); "
+            "baselines in grey.")
 
 # %% [markdown]
 # ## The paper's claims
@@ -138,16 +146,17 @@ fig = report.plot_metric_vs_p(df)
 
 # %%
 claims_df = claims.claims_table(df, per_p=True)
-report.fmt_claims(claims_df[claims_df["scope"] != "one p"], index=["claim", "task"])
+show_table(report.fmt_claims(claims_df[claims_df["scope"] != "one p"], index=["claim", "task"]))
 
 # %%
-fig = report.plot_claims(claims_df)
+show_figure(report.plot_claims(claims_df), "The paper's claims: paired effect A − B with its 95 % "
+            "t-interval over p and seeds, per task; the paper's effect at the same p values beside it.")
 
 # %% [markdown]
 # The same claims at each p separately:
 
 # %%
-report.fmt_claims(claims_df[claims_df["scope"] == "one p"], index=["claim", "task", "comparison"])
+show_table(report.fmt_claims(claims_df[claims_df["scope"] == "one p"], index=["claim", "task", "comparison"]))
 
 # %% [markdown]
 # ## Table 6 · T1 confusion matrix of the best model
@@ -158,10 +167,10 @@ report.fmt_claims(claims_df[claims_df["scope"] == "one p"], index=["claim", "tas
 # %%
 t6 = report.table6(df)
 display(Markdown(f"Ours: {t6.attrs['note']}."))
-t6.round(3)
+show_table(t6)
 
 # %%
-fig = report.plot_confusion(t6)
+show_figure(report.plot_confusion(t6), f"T1 confusion matrix of the best model (rows: true class): {t6.attrs['note']}.")
 
 # %% [markdown]
 # ## Fig. 4 · T2 top-k accuracy per disease
@@ -171,10 +180,10 @@ fig = report.plot_confusion(t6)
 # %%
 tk = report.topk_by_class(df)
 display(Markdown(f"Ours: {tk.attrs['note']}."))
-report.fmt(tk)
+show_table(report.fmt(tk))
 
 # %%
-fig = report.plot_topk_by_class(tk)
+show_figure(report.plot_topk_by_class(tk), f"T2 top-k accuracy per T1 class (paper Fig. 4): {tk.attrs['note']}.")
 
 # %% [markdown]
 # ## T3 BLEU per disease (§4.2)
@@ -184,7 +193,7 @@ fig = report.plot_topk_by_class(tk)
 # %%
 bl = report.bleu_by_class(df)
 display(Markdown(f"Ours: {bl.attrs['note']}."))
-report.fmt(bl)
+show_table(report.fmt(bl))
 
 # %% [markdown]
 # ## Error analysis (supplement §3)
@@ -195,7 +204,7 @@ report.fmt(bl)
 # %%
 ea = report.error_analysis(df)
 display(Markdown(f"Ours: {ea.attrs['note']}."))
-report.fmt(ea, {"count": 1, "rate": 3})
+show_table(report.fmt(ea, {"count": 1, "rate": 3}))
 
 # %% [markdown]
 # ## Fig. 5 · Grad-CAM: where M1 and M3 look
@@ -209,8 +218,7 @@ for note in cam_notes:
     display(Markdown(f"**Missing:** {note}."))
 for cam in cams:
     data, kind = embeddable(cam.path)
-    display(Image(data=data, format=kind))
-    display(Markdown(cam.caption + f" (`{project_relative(cam.path, siblings=True)}`)"))
+    show_image(data, kind, cam.caption + f" (`{project_relative(cam.path, siblings=True)}`)")
 
 # %% [markdown]
 # ## Beyond the paper: ablations (notebook 07)

@@ -472,8 +472,8 @@ def add_report(subparsers) -> None:
     p.add_argument("--out-dir", default=None,
                    help="where the HTML, LaTeX tables and headline go (default: <results root>/<profile>/report)")
     p.add_argument("--figures-dir", default=None,
-                   help="where the figures go, and where the Grad-CAM figures are read (default: "
-                        "<results root>/figures; $REPRO_FIGURES overrides)")
+                   help="default: <results-root>/figures, the top-level figures/ for --results-root results "
+                        "($REPRO_FIGURES overrides); also where the Grad-CAM figures are read")
     p.add_argument("--no-notebook", action="store_true", help="only tables, figures and the headline (no HTML)")
     p.set_defaults(func=cmd_report)
 

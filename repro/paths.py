@@ -59,6 +59,7 @@ def resolve_data_root(explicit: str | os.PathLike | None = None) -> Path:
 
 DEFAULT_RESULTS_ROOT = PROJECT_ROOT / "out"          # git-ignored; where every run writes unless told otherwise
 REFERENCE_RESULTS_ROOT = PROJECT_ROOT / "results"   # committed reference results; written only when asked to
+REFERENCE_FIGURES = PROJECT_ROOT / "figures"        # the committed reference's figures (docs/design.md: top level)
 
 
 class OutputError(ReproError):
@@ -126,9 +127,16 @@ def cache_dir(root: Path | None = None) -> Path:
 
 
 def figures_dir(root: Path | None = None) -> Path:
-    """Figures beside the results they show: ``<results root>/figures`` (``$REPRO_FIGURES`` overrides)."""
+    """Figures beside the results they show: ``<results root>/figures``, except for the committed reference
+    ``results/``, whose figures are the project's top-level ``figures/`` (:data:`REFERENCE_FIGURES`);
+    ``$REPRO_FIGURES`` overrides both."""
     env = os.environ.get("REPRO_FIGURES")
-    return Path(env) if env else layout(root).root / "figures"
+    if env:
+        return Path(env)
+    results_root = layout(root).root
+    if results_root.resolve() == REFERENCE_RESULTS_ROOT.resolve():
+        return REFERENCE_FIGURES
+    return results_root / "figures"
 
 
 def split_dir() -> Path:

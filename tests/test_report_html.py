@@ -10,7 +10,7 @@ import pytest
 from repro.io import write_json
 from repro.paths import PROJECT_ROOT
 from repro.report import export_report, load_results
-from repro.report.check import find_chromium, html_problems, main, render_problems
+from repro.report.check import OK_LINE, find_chromium, html_problems, main, render_problems
 from repro.report.claims import claims_table
 from test_report import make_results
 
@@ -120,7 +120,31 @@ def test_check_finds_each_kind_of_problem(tmp_path):
 
 def test_check_command_passes_the_built_report(built, capsys):
     assert main([str(built["html"]), "--no-browser"]) == 0
-    assert "ok (no cut table, no absolute path, every image decodes)" in capsys.readouterr().out
+    assert capsys.readouterr().out.strip() == f"{built['html']}: " + OK_LINE.format(browser="")
+
+
+def test_the_report_is_self_contained(built):
+    text = built["text"]
+    assert "<script" not in text and "<link" not in text  # no require.js, MathJax, mermaid, widget loader
+    assert not re.search(r"(src|href)=\"(?!#|data:)", _plain(text))
+    assert "cdnjs" not in text and "mathjax" not in text.lower()
+
+
+def test_the_report_reads_as_a_report(built):
+    text = built["text"]
+    title = re.search(r"<title>(.*?)</title>", text).group(1)
+    assert title == ("Multi-task knowledge distillation for eye disease prediction: this reproduction "
+                     f"beside the paper (profile {PROFILE})")
+    assert "06 ·" not in text and 'class="jp-RenderedText' not in text  # no notebook number, no printed log
+    assert "Built from 96 result files in" in text  # what the first print said, now part of the page
+    alts = re.findall(r'<img alt="([^"]*)"', text)
+    assert len(alts) == len(re.findall(r"<img", text)) and "No description" not in text
+    assert alts[0].startswith("Temperature study: test score of single-task KD per τ and p")
+    assert any(a.startswith("Grad-CAM of the T1 head (paper Fig. 5)") for a in alts)  # markdown stripped
+    # tables: no pandas row numbers, no NaN/None, whole numbers without ".0", each in a scroll box
+    assert "NaN" not in _plain(text) and "<td>None</td>" not in text
+    assert text.count('<div class="table-scroll"') == len(re.findall(r'<table[^>]*class="[^"]*report-table', text)) >= 10
+    assert ".jp-RenderedMarkdown table { display: block; overflow-x: auto;" in text  # the headline's table
 
 
 @pytest.mark.skipif(find_chromium() is None, reason=NO_CHROMIUM)

@@ -48,9 +48,32 @@ def test_compare_within_tolerance_lists_what_is_missing(roots, capsys):
     text = format_comparison(c)
     assert "  p15 seed0: m2-single" in text and "  p30 seed1: all 1 results" in text
     assert "  p70 seed2: all 1 results" in text
-    assert text.endswith("2 runs compared (7 metric values), largest |diff| 0.0040: all within tolerance")
+    assert text.endswith("2 runs compared (0 of them ablations; 7 metric values), largest |diff| 0.0040: "
+                         "all within tolerance")
     assert main(["compare", "--profile", "smoke", "--results-root", str(ours), "--reference", str(ref)]) == 0
     assert "all within tolerance" in capsys.readouterr().out
+
+
+def test_compare_covers_the_ablations_and_lists_every_other_file(roots):
+    ours, ref = roots
+    for root in (ours, ref):  # an ablation run of notebook 07 and a notebook's summary on both sides
+        _result(root, 15, 0, "ablation", "hinton-a0.5-T4", t2=float("nan"), bleu=None)
+        write_json(root / "smoke" / "p15" / "seed0" / "07_ablations.json", {"notebook": "07_ablations"})
+    _result(ours, 15, 0, "ablation", "hinton-a0.5-T4", t1=0.5 + 0.05, t2=float("nan"), bleu=None)
+    _result(ref, 15, 0, "ablation", "leakage-image")                      # an ablation only in the reference
+    write_json(ref / "smoke" / "p15" / "seed0" / "tau_selection.json", {"T1": 1.0})  # a summary file too
+    c = compare_results("smoke", ours, ref)
+    assert (c.compared, c.ablations_compared, c.exit_code) == (3, 1, 1)
+    assert [(d.key, d.metric) for d in c.differences] == [((15, 0, "ablation", "hinton-a0.5-T4"), "T1_bacc")]
+    assert c.differences[0].delta == pytest.approx(0.05)
+    assert c.not_compared == [(15, 0, "", "07_ablations")]
+    assert (15, 0, "ablation", "leakage-image") in c.only_reference and (15, 0, "", "tau_selection") in c.only_reference
+    text = format_comparison(c)
+    assert "  p15 seed0: tau_selection, ablation-leakage-image, m2-single" in text
+    assert "on both sides, not compared (1 files without a main test metric): 07_ablations" in text
+    row = next(line.split() for line in text.splitlines() if line.startswith("p15 seed0 ablation-hinton"))
+    assert row == ["p15", "seed0", "ablation-hinton-a0.5-T4", "T1", "bacc", "0.5500", "0.5000", "+0.0500"]
+    assert "3 runs compared (1 of them ablations; 9 metric values)" in text
 
 
 def test_compare_reports_each_difference_and_fails(roots, capsys):

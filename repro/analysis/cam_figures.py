@@ -377,7 +377,8 @@ def gradcam_figure(panels: Panels, task: str = "coarse", show_image: bool = True
 
 
 def default_figures_dir(results_root: Path | None = None) -> Path:
-    """Where figures go: ``<results root>/figures`` (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides)."""
+    """Where figures go: ``<results root>/figures``, the top-level ``figures/`` for the committed ``results/``
+    (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides)."""
     return figures_dir(results_root)
 
 

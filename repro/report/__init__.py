@@ -9,13 +9,15 @@
 - :mod:`repro.report.per_class`: best model, Table 6, top-k / BLEU per class, error analysis;
 - :mod:`repro.report.claims`: the paper's claims as paired differences with verdicts;
 - :mod:`repro.report.summary`: inventory, what is missing, the headline table;
-- :mod:`repro.report.formatting`: number formatting and LaTeX;
+- :mod:`repro.report.formatting`: number formatting, tidy HTML tables and LaTeX;
+- :mod:`repro.report.display`: how notebook 06 shows a table or a figure (caption, alt text, nothing empty);
 - :mod:`repro.report.plots`: figures;
 - :mod:`repro.report.gradcam`: notebook 05's Grad-CAM figures (Fig. 5) with captions;
 - :mod:`repro.report.export`: HTML (notebook 06), LaTeX tables and figures on disk;
-- :mod:`repro.report.check`: the HTML as a reader gets it (no cut table, no absolute path, Chromium).
+- :mod:`repro.report.check`: the HTML as a reader gets it (self-contained, tidy, rendered by Chromium).
 """
 
+from repro.report.display import show_figure, show_image, show_table
 from repro.report.export import export_report, notebook_to_html, report_figures, report_tables
 from repro.report.formatting import fmt, fmt_claims, setup_display, to_latex
 from repro.report.per_class import best_model, bleu_by_class, error_analysis, headlines, table6, topk_by_class
@@ -37,5 +39,5 @@ __all__ = [
     "headline_markdown", "headlines", "inventory", "learning_curves", "load_results", "metric_of", "missing",
     "model_label", "notebook_to_html", "plot_claims", "plot_confusion", "plot_metric_vs_p", "plot_tau",
     "plot_topk_by_class", "report_figures", "report_tables", "result_row", "results_folder", "setup_display", "setup_plots",
-    "summary", "table3", "table4", "table5", "table6", "to_latex", "topk_by_class",
+    "show_figure", "show_image", "show_table", "summary", "table3", "table4", "table5", "table6", "to_latex", "topk_by_class",
 ]

@@ -200,11 +200,12 @@ def forest_plot(effects: pd.DataFrame):
 
 
 def authors_choices_report(results_dir, ps: Iterable[int] = P_ENDS, seeds: Iterable[int] | None = None) -> dict[str, Any]:
-    """Everything the report shows for ablation 8: ``effects`` (long frame), ``table``, ``findings``, ``figure``."""
+    """Everything the report shows for ablation 8: ``effects`` (long frame), ``table``, ``findings``, ``figure``
+    (None while no choice has a paired run: an empty forest plot would only say "not run")."""
     df = load_authors_results(results_dir, ps, seeds)
     effects = authors_effects(df, ps)
     return {"results": df, "effects": effects, "table": effects_table(effects), "findings": findings(effects),
-            "figure": forest_plot(effects)}
+            "figure": forest_plot(effects) if np.isfinite(effects["effect"]).any() else None}
 
 
 def authors_view(results_dir) -> AblationView:

@@ -35,14 +35,17 @@ def ablation_findings(views: dict[str, AblationView]) -> dict[str, str]:
     return {key: v.finding for key, v in views.items()}
 
 
-def _show_table_and_figure(view: AblationView) -> None:
-    """The view's table (when it has rows) and its figure; the figure is closed so it is shown once."""
+def show_view(view: AblationView, caption: str) -> None:
+    """The view's table (when it has rows) as a tidy table, and its figure with ``caption`` as its alt text;
+    the figure is closed so it is shown once (:mod:`repro.report.display`)."""
     import matplotlib.pyplot as plt
 
+    from repro.report.display import show_figure, show_table
+
     if not view.table.empty:
-        display(view.table.round(3))
+        display(show_table(view.table))
         if view.figure is not None:
-            display(view.figure)
+            show_figure(view.figure, caption)
     if view.figure is not None:
         plt.close(view.figure)
 
@@ -52,7 +55,7 @@ def show_ablations(results_dir: str | Path) -> dict[str, AblationView]:
     views = ablation_views(results_dir)
     for key, view in views.items():
         display(Markdown(f"### {numbered(key)}\n\n{view.finding}"))
-        _show_table_and_figure(view)
+        show_view(view, f"{numbered(key).split(' · ', 1)[-1]}: {view.finding}")
     return views
 
 
@@ -81,7 +84,7 @@ def run_ablation(ctx, key: str) -> dict[str, Any]:
     view = entry.view(ctx.results_dir)
     record["finding"] = view.finding
     record["effect"] = view.effect
-    _show_table_and_figure(view)
+    show_view(view, f"{numbered(key).split(' · ', 1)[-1]}: {view.finding}")
     display(Markdown(view.finding))
     return record
 

@@ -53,23 +53,71 @@ def report_figures(df: pd.DataFrame, tables: dict | None = None) -> dict[str, An
             "claims": plot_claims(tables["claims"][0])}
 
 
-def notebook_to_html(executed: Path, html: Path, title: str) -> Path:
-    """Self-contained HTML of an executed notebook, code and stderr hidden; papermill's metadata (the
-    paths it ran with) and its injected-parameters cell are left out."""
-    import nbformat
+# nbconvert's JupyterLab template without anything fetched from outside the file: no require.js, MathJax,
+# mermaid or widget loader (the report has no math, diagrams or widgets); each figure's alt text is the
+# caption its cell gave it (``IPython.display.Image(..., alt=caption)``); tables scroll sideways in their box
+REPORT_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{% block extra_css %}
+<style type="text/css">
+  .table-scroll { overflow-x: auto; max-width: 100%; }
+  .jp-RenderedHTMLCommon .report-table th { white-space: normal; }
+  .jp-RenderedMarkdown table { display: block; overflow-x: auto; max-width: 100%; }
+</style>
+{% endblock extra_css %}
+{% macro report_image(output, mimetype, kind) -%}
+<div class="jp-RenderedImage jp-OutputArea-output">
+{%- set alt = output | get_metadata('alt', mimetype) %}
+<img src="data:{{ mimetype }};base64,{{ output.data[mimetype] | escape_html }}"
+{%- if alt %} alt="{{ alt | escape_html }}"{% endif %}>
+</div>
+{%- endmacro %}
+{% block data_png scoped %}{{ report_image(output, 'image/png', 'png') }}{% endblock data_png %}
+{% block data_jpg scoped %}{{ report_image(output, 'image/jpeg', 'jpeg') }}{% endblock data_jpg %}
+"""
+REPORT_TEMPLATE_NAME = "repro_report.html.j2"
+
+
+def report_exporter():
+    """nbconvert's HTML exporter with :data:`REPORT_TEMPLATE`: code, prompts and printed output hidden."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
+    return HTMLExporter(template_name="lab", template_file=REPORT_TEMPLATE_NAME,
+                        extra_loaders=[DictLoader({REPORT_TEMPLATE_NAME: REPORT_TEMPLATE})],
+                        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+
+
+def notebook_title(nb) -> str | None:
+    """The text of the notebook's first level-1 heading (``# …`` in a Markdown cell), or None."""
+    for cell in nb.cells:
+        if cell.get("cell_type") == "markdown":
+            for line in cell.get("source", "").splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return None
+
+
+def notebook_to_html(executed: Path, html: Path, title: str | None = None) -> Path:
+    """Self-contained HTML of an executed notebook titled ``title`` (default: its first heading): code,
+    printed output (stdout and stderr: logs) hidden; papermill's metadata (the paths it ran with) and its
+    injected-parameters cell are left out; nothing is loaded from outside the file (:data:`REPORT_TEMPLATE`)."""
+    import nbformat
+
     nb = nbformat.read(str(executed), as_version=4)
+    title = title or notebook_title(nb) or Path(executed).stem
     nb.metadata.pop("papermill", None)
+    nb.metadata["title"] = title
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for cell in nb.cells:
         cell.get("metadata", {}).pop("papermill", None)
     for cell in nb.cells:
         if cell.get("cell_type") == "code":
-            cell["outputs"] = [o for o in cell.get("outputs", [])
-                               if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+            cell["outputs"] = [o for o in cell.get("outputs", []) if o.get("output_type") != "stream"]
+    body, _ = report_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     return atomic_write_text(html, body)
 
 
@@ -85,7 +133,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
       Grad-CAM figures from there (``gradcam_<profile>*.png``).
 
     ``out_dir`` defaults to ``<results folder>/report``, ``figures_dir`` to ``figures`` beside the
-    profile's results folder (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides).
+    profile's results folder, the top-level ``figures/`` for the committed ``results/``
+    (:func:`repro.paths.figures_dir`; ``$REPRO_FIGURES`` overrides).
     Returns the paths written.
     """
     import matplotlib.pyplot as plt
@@ -129,5 +178,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
                                        kernel_name=kernel_name, progress_bar=False, log_output=False,
                                        **kernel_transport())
         written["notebook"] = executed
-        written["html"] = notebook_to_html(executed, out / "report.html", f"Report — {profile}")
+        import nbformat
+
+        heading = notebook_title(nbformat.read(str(nb_in), as_version=4))
+        written["html"] = notebook_to_html(executed, out / "report.html", f"{heading} (profile {profile})")
     return written

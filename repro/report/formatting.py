@@ -59,6 +59,74 @@ def fmt(table: pd.DataFrame, digits: int | dict[str, int] = 3) -> pd.DataFrame:
     return res
 
 
+def _missing(v) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and np.isnan(v))
+
+
+def _whole(v) -> bool:
+    return isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer()
+
+
+def _label(v):
+    """A row or column label as a reader wants it: ``1.0`` -> ``"1"``, ``0.5`` -> ``"0.5"``, a missing label blank."""
+    if isinstance(v, tuple):
+        return tuple(_label(x) for x in v)
+    if _missing(v):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{int(v)}" if _whole(v) else f"{v:g}"
+    return v
+
+
+def _tidy_column(col: pd.Series, digits: int) -> pd.Series:
+    """Strings for one column: whole numbers without decimals (a column of them as integers), other numbers
+    with ``digits`` decimals, and blank where there is no value."""
+    floats = [v for v in col if isinstance(v, (float, np.floating)) and np.isfinite(v)]
+    whole = all(float(v).is_integer() for v in floats)
+
+    def one(v):
+        if _missing(v):
+            return ""
+        if isinstance(v, (float, np.floating)):
+            if not np.isfinite(v):
+                return "∞" if v > 0 else "−∞"
+            return f"{int(v)}" if whole else f"{v:.{digits}f}"
+        return v
+    return col.map(one)
+
+
+def _default_index(index: pd.Index) -> bool:
+    """pandas' own row numbers (0, 1, 2, … without a name), which a reader does not need to see."""
+    return (index.nlevels == 1 and index.name is None and index.dtype.kind in "iu"
+            and list(index) == list(range(len(index))))
+
+
+def tidy_table(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """The display form of any table: every cell a string (:func:`_tidy_column`), labels such as ``1.0``
+    as ``1``, pandas' row numbers dropped (the labels of a named index are kept)."""
+    t = table.copy()
+    t.columns = (pd.MultiIndex.from_tuples([_label(c) for c in t.columns], names=t.columns.names)
+                 if isinstance(t.columns, pd.MultiIndex)
+                 else pd.Index([_label(c) for c in t.columns], dtype=object, name=t.columns.name))
+    for i in range(t.shape[1]):
+        t.isetitem(i, _tidy_column(t.iloc[:, i], digits))
+    if _default_index(t.index):
+        return t.reset_index(drop=True)
+    levels = [pd.Index([_label(v) for v in t.index.get_level_values(i)], dtype=object, name=t.index.names[i])
+              for i in range(t.index.nlevels)]
+    t.index = pd.MultiIndex.from_arrays(levels) if len(levels) > 1 else levels[0]
+    return t
+
+
+def table_html(table: pd.DataFrame, digits: int = 3) -> str:
+    """HTML of :func:`tidy_table` inside a box that scrolls sideways when the table is wider than the page;
+    no row numbers, blank where a value is missing."""
+    t = tidy_table(table, digits)
+    body = t.to_html(index=not _default_index(table.index), na_rep="", escape=True, border=0,
+                     classes="report-table")
+    return f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">\n{body}\n</div>'
+
+
 def setup_display() -> None:
     """Show every row, column and character of a table (pandas would cut long tables with "...")."""
     for opt in ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.width"):
