@@ -183,6 +183,8 @@ def test_report_section_shows_the_toy_after_the_builtin_ablations(with_toy, show
     assert f"### 9 · Toy: the majority class vs class 0\n\n{views['toy'].finding}" in texts
     # the toy's table is shown right after its heading; the built-in ones say they have no runs yet
     i = texts.index(f"### 9 · Toy: the majority class vs class 0\n\n{views['toy'].finding}")
-    assert isinstance(shown[i + 1], pd.DataFrame) and len(shown[i + 1]) == 6
+    table_shown = shown[i + 1].data   # the tidy HTML table of repro.report.display.show_table
+    assert len(views["toy"].table) == 6 and table_shown.count("<tbody>") == 1
+    assert table_shown.split("<tbody>")[1].count("<tr") == 6
     assert "no paired runs yet" in views["imbalance"].finding
     assert section.ablation_findings(views)["toy"] == views["toy"].finding
