@@ -1,10 +1,11 @@
 """The GPU path is not dead code: the ``paper`` profile (ResNet-50, images in, every stage trained) runs
 notebooks 01-03 end to end on the CPU at tiny size, through the code that runs on CUDA.
 
-Overrides, through ``$REPRO_PROFILE_OVERRIDES`` (the notebooks take the profile by name): 64 px, 24
-patients, 1 epoch, batch 16, M3 on the pool minus L_p, τ = 5 given (no τ study), and ``pretrained=False`` — torchvision's ResNet-50 ImageNet weights
-need a download this offline test cannot make (with ``pretrained=True`` and no cached file that is one
-:class:`~repro.errors.WeightsUnavailableError`: ``tests/test_encoders.py``).
+Overrides, through ``$REPRO_PROFILE_OVERRIDES`` (the notebooks take the profile by name): 64 px,
+20 patients, 1 epoch, batch 16, M3 on the pool minus L_p, τ = 5 given (no τ study), and
+``pretrained=False``: torchvision's ResNet-50 ImageNet weights need a download this offline test cannot
+make (with ``pretrained=True`` and no cached file that is one
+:class:`~repro.errors.WeightsUnavailableError`, ``tests/test_encoders.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from repro.profiles import PROFILE_OVERRIDES_ENV, get_profile
 papermill = pytest.importorskip("papermill")
 
 P, SEED = 15, 0
-TINY_PAPER = {"image_size": 64, "max_patients": 24, "max_epochs": 1, "kd_max_epochs": 1, "patience": 1,
+TINY_PAPER = {"image_size": 64, "max_patients": 20, "max_epochs": 1, "kd_max_epochs": 1, "patience": 1,
               "batch_size": 16, "pretrained": False, "unlabeled": "rest", "t2_min_count": 3, "vocab_min_count": 1}
 #: notebooks 02 and 03 distil at a given τ: the τ study (notebook 04's job, which 02 would otherwise run
 #: first) is left out to keep the test small; tests/test_notebooks.py covers it under ``smoke``
