@@ -71,7 +71,7 @@ class Profile:
     split_seed: int = 0
     encoder_lr: float | None = None      # LR of the trained encoder stages (the encoder top); None: lr
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
-    cpu_bf16: bool = False               # training on CPU under bf16 autocast (CUDA always trains under bf16)
+    cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
