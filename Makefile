@@ -5,6 +5,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?= quick
+# per-profile defaults (a P or NOTEBOOKS given on the command line wins): finetune runs the claims study,
+# p = 15 and 70, notebooks 00 01 04 02 03 06 (no Grad-CAM)
+ifeq ($(PROFILE),finetune)
+P      ?= 15 70
+NOTEBOOKS ?= 00 01 04 02 03 06
+endif
 P      ?= 15 30 45 60 70
 SEEDS  ?= 0 1 2
 NOTEBOOKS ?= 00 01 02 03 04 05 06
@@ -23,7 +29,7 @@ TORCH ?= 2.14.1
 TORCHVISION ?= 0.29.1
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: venv data study ablations compare test lab bench report check-report clean-cache
+.PHONY: venv data study finetune-study ablations compare test lab bench cut-bench report check-report clean-cache
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +56,10 @@ study: venv
 	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG) \
 	  --results-root $(RESULTS) $(FORCE_ARG)
 
+# the finetune profile's claims study (= make study PROFILE=finetune), then its report
+finetune-study:
+	$(MAKE) study report PROFILE=finetune
+
 compare: venv
 	$(PY) -m repro compare --profile $(PROFILE) --results-root $(RESULTS) --reference $(REFERENCE) --tolerance $(TOLERANCE)
 
@@ -61,6 +71,12 @@ lab: venv
 
 bench: venv
 	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG)
+
+# training speed of the encoder's top stages per cut (trainable = k), from trunk maps of 256 images
+CUTS ?= 1 2 3 4
+CUT_PROFILE ?= finetune
+cut-bench: venv
+	$(PY) -m repro.analysis.cut_bench --profile $(CUT_PROFILE) --cuts $(CUTS) $(DATA_ARG)
 
 # notebook 07 (the ablations beyond the paper) at p = 15 and 70, with the teachers and the τ study it needs
 ABLATION_P ?= 15 70

@@ -1,13 +1,24 @@
-"""The three run profiles, defined in one place (docs/design.md §4).
+"""The run profiles, defined in one place (docs/design.md §4).
 
 ``smoke``  CI: a few hundred images, low resolution, 1-2 epochs, minutes.
 ``quick``  CPU: EfficientNet-Lite0 frozen at 256 px, multi-scale pooled features cached once, a shared
            trainable neck + heads, class-balanced T1 loss; all stages, all p, 3 seeds.
+``finetune`` CPU: EfficientNet-Lite0 at 256 px frozen up to a cut (``trainable`` = the number k of last
+           stages trained; default 2: block6 + head trained on cached block5 maps), the frozen part's maps
+           cached once per image and view (fp16), heads, decoder, losses, class balance and selection as in
+           ``quick``; the claims study at p = 15 and 70, 3 seeds.
 ``paper``  GPU: ResNet-50, 224 px, full fine-tuning, batch 128 (the paper's setting).
+
+``$REPRO_PROFILE_OVERRIDES`` (:data:`PROFILE_OVERRIDES_ENV`), a JSON object ``{profile name: {setting: value}}``,
+overrides settings of the named profiles wherever they are looked up by name in this process and its
+children (notebook kernels): the tests run the ``paper`` profile at 64 px through the notebooks with it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -79,6 +90,9 @@ class Profile:
     device: str = "auto"
     num_threads: int | None = None
     split_seed: int = 0
+    encoder_lr: float | None = None      # LR of the trained encoder stages (the encoder top); None: lr
+    map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
+    cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast
     extra: tuple[tuple[str, Any], ...] = ()  # further settings, as (key, value) pairs; a mapping is accepted
 
     def __post_init__(self) -> None:
@@ -116,6 +130,12 @@ PROFILES: dict[str, Profile] = {
         decoder_hidden=256, decoder_embed=128, batch_size=128, max_epochs=8, patience=8, kd_max_epochs=4,
         tau_seed=0,
     ),
+    "finetune": Profile(
+        name="finetune", image_size=256, trainable=2, encoder_lr=3e-4, map_flip=0.5,
+        optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
+        decoder_hidden=256, decoder_embed=128, batch_size=64, max_epochs=8, patience=8, kd_max_epochs=4,
+        tau_seed=0,
+    ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,
         lr=0.01, max_epochs=30, patience=5, decoder="lstm",
@@ -123,12 +143,47 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+PROFILE_OVERRIDES_ENV = "REPRO_PROFILE_OVERRIDES"
+
+_ANNOUNCED: set[str] = set()
+
+
+def env_overrides(name: str) -> dict[str, Any]:
+    """Settings ``$REPRO_PROFILE_OVERRIDES`` gives profile ``name`` (JSON lists become tuples); ``{}`` when unset."""
+    raw = os.environ.get(PROFILE_OVERRIDES_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        table = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"${PROFILE_OVERRIDES_ENV} is not valid JSON ({e}): {raw!r}; give an object "
+                          '{"<profile>": {"<setting>": value}} or unset it') from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"${PROFILE_OVERRIDES_ENV} must be a JSON object of objects "
+                          f'{{"<profile>": {{"<setting>": value}}}}, got {raw!r}')
+    unknown = sorted(set(table) - set(PROFILES))
+    if unknown:
+        raise ConfigError(f"${PROFILE_OVERRIDES_ENV} names unknown profile(s) {unknown}; choose one of {sorted(PROFILES)}")
+    found = {k: tuple(v) if isinstance(v, list) else v for k, v in table.get(name, {}).items()}
+    if found and raw not in _ANNOUNCED:
+        _ANNOUNCED.add(raw)
+        print(f"profile settings from ${PROFILE_OVERRIDES_ENV}: {raw}", file=sys.stderr)
+    return found
+
+
 def get_profile(name: str | Profile, **overrides: Any) -> Profile:
-    """The named profile, with optional overrides (an unknown name or setting is a ConfigError)."""
+    """The named profile, with optional overrides (an unknown name or setting is a ConfigError).
+
+    A profile looked up by name first takes the settings ``$REPRO_PROFILE_OVERRIDES`` gives it
+    (:func:`env_overrides`), then ``overrides``.
+    """
     if isinstance(name, Profile):
         prof = name
     else:
         if name not in PROFILES:
             raise ConfigError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
         prof = PROFILES[name]
+        from_env = env_overrides(name)
+        if from_env:
+            prof = prof.with_overrides(**from_env)
     return prof.with_overrides(**overrides) if overrides else prof

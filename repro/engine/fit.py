@@ -25,6 +25,7 @@ from repro.device import autocast
 from repro.engine.evaluate import predict, score_predictions
 from repro.engine.stage import Stage, to_device, trim_captions
 from repro.errors import ConfigError, DataError
+from repro.models.inputbank import random_map_flips
 from repro.names import PRIMARY, TASKS
 from repro.progress import epoch_line, plain_lines, tqdm_class
 
@@ -70,6 +71,20 @@ def make_optimizer(params, profile, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: one_cycle(step, int(total_steps)))
 
 
+def param_groups(model, profile) -> list:
+    """The trainable parameters for :func:`make_optimizer`: one list, or with ``profile.encoder_lr`` two
+    groups, the trained encoder stages (``model.top``) at ``encoder_lr`` and the rest (heads, neck) at ``lr``."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    top = getattr(model, "top", None)
+    if profile.encoder_lr is None or top is None:
+        return params
+    top_ids = {id(p) for p in top.parameters() if p.requires_grad}
+    if not top_ids:
+        return params
+    return [{"params": [p for p in params if id(p) not in top_ids]},
+            {"params": [p for p in params if id(p) in top_ids], "lr": float(profile.encoder_lr)}]
+
+
 def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 0.04) -> float:
     """LR factor at ``step`` of ``total``: linear warm-up from ``start`` to 1 over the first
     ``w = max(1, round(warmup * total))`` steps, then cosine decay ``(1 + cos(pi (step - w) / (total - w))) / 2``."""
@@ -88,13 +103,17 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
     if len(train_idx) == 0:
         raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
     device = bank.device
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model, profile)
     bs = profile.batch_size
     steps_per_epoch = sum(1 for s in range(0, len(train_idx), bs) if len(train_idx) - s >= 2)
     opt, sched = make_optimizer(params, profile, profile.max_epochs * max(steps_per_epoch, 1))
     tf_saved = getattr(model, "teacher_forcing", None)
     if stage.teacher_forcing is not None and tf_saved is not None:
         model.teacher_forcing = stage.teacher_forcing
+    top = getattr(model, "top", None)
+    bf16_saved = getattr(top, "train_bf16", None)  # profile.cpu_bf16: the encoder top trains under CPU bf16
+    if bf16_saved is not None:
+        top.train_bf16 = bool(profile.cpu_bf16)
     n_views = len(bank.views)
     train_t = torch.as_tensor(train_idx, dtype=torch.long)
     history: list[dict[str, Any]] = []
@@ -116,6 +135,8 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                     continue
                 batch = trim_captions(stage.make_batch(b, v))
                 x = bank.batch(b, v)
+                if profile.map_flip and bank.from_trunk:
+                    x = random_map_flips(x, profile.map_flip, generator)
                 prefix = batch.get("prefix")
                 with autocast(device):
                     out = model(x, captions=None if prefix is None else prefix.to(device), from_trunk=bank.from_trunk)
@@ -148,6 +169,8 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
     finally:
         if tf_saved is not None:
             model.teacher_forcing = tf_saved
+        if bf16_saved is not None:
+            top.train_bf16 = bf16_saved
     if restore_best and best_state is not None:
         model.load_state_dict(best_state)
     tested = best_epoch if restore_best else len(history)

@@ -302,20 +302,29 @@ class FrozenTrunk(nn.Module):
 
 
 class EncoderTop(nn.Module):
-    """The trainable last stages followed by global average pooling: ``(B, C, h, w) -> (B, out_dim)``."""
+    """The trainable last stages followed by global average pooling: ``(B, C, h, w) -> (B, out_dim)``.
+
+    ``train_bf16 = True`` runs the stages under CPU bf16 autocast in training mode only (on CPU inputs;
+    the pooled output is float32 again, so the heads and the caption decoder stay in float32: oneDNN's
+    LSTM has no bf16 path on CPUs without AVX-512). It is a run setting, not part of the state dict.
+    """
 
     def __init__(self, stages: nn.ModuleDict, channels_last: bool = True):
         super().__init__()
         self.stages = stages
         self.channels_last = channels_last
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.train_bf16 = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and len(self.stages):
             x = _channels_last(x)
-        for stage in self.stages.values():
-            x = stage(x)
-        return torch.flatten(self.pool(x), 1) if x.dim() == 4 else x
+        bf16 = self.train_bf16 and self.training and x.device.type == "cpu" and len(self.stages) > 0
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for stage in self.stages.values():
+                x = stage(x)
+            x = torch.flatten(self.pool(x), 1) if x.dim() == 4 else x
+        return x.float() if bf16 else x
 
 
 def parse_trainable(value) -> str | int:

@@ -55,6 +55,14 @@ class InputBank:
         bank.data = {"uint8": torch.from_numpy(np.asarray(images))}
         return bank
 
+    @classmethod
+    def from_maps(cls, maps: dict[str, torch.Tensor], spec, device: torch.device | str = "cpu") -> "InputBank":
+        """A bank over trunk outputs already in memory, ``{view: [N, C, h, w]}`` (rows indexed 0..N-1)."""
+        bank = cls.__new__(cls)
+        bank.views, bank.device, bank.from_trunk, bank.spec = tuple(maps), torch.device(device), True, spec
+        bank.data = {v: torch.as_tensor(m) for v, m in maps.items()}
+        return bank
+
     def __len__(self) -> int:
         first = next(iter(self.data.values()))
         return int(first.shape[0])
@@ -81,3 +89,17 @@ class InputBank:
         if bool(flip.any()):
             x[flip] = torch.flip(x[flip], dims=[3])
         return x.contiguous(memory_format=torch.channels_last)
+
+
+def random_map_flips(x: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Training augmentation on cached trunk maps ``[B, C, h, w]``: each map flipped left-right with
+    probability ``prob`` (drawn from ``generator``). Vectors (pooled, tapped features) are returned as they are.
+
+    A flipped map is not the trunk's map of the flipped image (the learned filters are not mirror-symmetric:
+    that one is the cached ``hflip`` view); it is an extra perturbation of the trained stages' input."""
+    if x.dim() != 4 or prob <= 0:
+        return x
+    flip = (torch.rand(x.shape[0], generator=generator) < float(prob)).to(x.device)
+    if not bool(flip.any()):
+        return x
+    return torch.where(flip.view(-1, 1, 1, 1), torch.flip(x, dims=[3]), x)
