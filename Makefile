@@ -70,7 +70,7 @@ lab: venv
 	$(VENV)/bin/jupyter lab notebooks/ $(ROOT_ARG) $(LAB_ARGS)
 
 bench: venv
-	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG)
+	$(PY) -m repro bench --profile $(PROFILE) $(DATA_ARG) --results-root $(RESULTS)
 
 # training speed of the encoder's top stages per cut (trainable = k), from trunk maps of 256 images
 CUTS ?= 1 2 3 4

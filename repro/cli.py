@@ -538,7 +538,7 @@ def add_check_report(subparsers) -> None:
     p.add_argument("--no-browser", action="store_true", help="only the checks of the file, no Chromium")
     p.add_argument("--screenshot", default=None, help="where to keep Chromium's screenshot (default: a temporary file)")
     p.add_argument("--min-images", type=int, default=None,
-                   help="fewest figures a report must hold (default: the check's own minimum)")
+                   help="fewest figures a report must hold (default: repro.report.check.MIN_IMAGES, 6)")
     p.set_defaults(func=cmd_check_report)
 
 

@@ -161,7 +161,7 @@ def check_writable(folder: str | os.PathLike, what: str = "output folder") -> Pa
         block = next((q for q in [folder, *folder.parents] if q.exists() and not q.is_dir()), None)
         why = f"{block} is a file, not a folder" if block else (e.strerror or type(e).__name__)
         raise OutputError(f"{what} {folder} is not writable ({why}); choose another location "
-                          "(--results-dir / --results-root / --out, or $REPRO_RESULTS)") from None
+                          "(--results-root / --out, or $REPRO_RESULTS)") from None
     return folder
 
 

@@ -118,7 +118,7 @@ def test_check_report_subcommand(tmp_path, monkeypatch, capsys):
     missing = tmp_path / "quick" / "report" / "report.html"
     assert main(["check-report", "--no-browser", "--results-root", str(tmp_path)]) == 2
     assert str(missing) in capsys.readouterr().err
-    # the module's own entry point stays
+    # the module name forwards to the one entry point, `python -m repro check-report`
     out = subprocess.run([sys.executable, "-m", "repro.report.check", "--no-browser", str(missing)],
                          capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=60)
     assert out.returncode == 2 and str(missing) in out.stderr

@@ -163,4 +163,4 @@ def mismatch_message(what: str, recorded: str, current: str, rerun: str) -> str:
     """One message: ``what`` was made from data ``recorded``, this run's data is ``current``, and how to rerun."""
     return (f"{what} was computed from data set {recorded}, but the data now is {current} (other image bytes "
             f"or labels); it is not reported as this data's result. Rerun with --force to replace it ({rerun}), "
-            "or point --results-root / --results-dir at another folder to keep both.")
+            "or point --results-root at another folder to keep both.")

@@ -134,6 +134,9 @@ class _Page(HTMLParser):
                 self._plain.append(data)
 
 
+#: the fewest figures a full report holds (metric vs p, claims, τ, confusion, top-k, Grad-CAM)
+MIN_IMAGES = 6
+
 def _image_problem(src: str | None, html: Path, i: int) -> str | None:
     """Why the ``i``-th <img> would not show, or shows a figure without data; None when it is fine."""
     if not src:
@@ -377,7 +380,7 @@ def render_problems(html: str | os.PathLike, png: str | os.PathLike) -> list[str
     return problems
 
 
-def check_report(html: str | os.PathLike, min_images: int = 6, browser: bool = True,
+def check_report(html: str | os.PathLike, min_images: int = MIN_IMAGES, browser: bool = True,
                  screenshot_png: str | os.PathLike | None = None) -> list[str]:
     """Every problem of the report ``html`` (empty list: it passes): the checks of the file
     (:func:`html_problems`) and, with ``browser``, Chromium's rendering (:func:`render_problems`).
@@ -400,11 +403,11 @@ OK_LINE = ("ok (self-contained, tidy tables, no absolute path, every figure deco
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m repro.report.check", description=__doc__.splitlines()[0])
-    ap.add_argument("html", nargs="*", default=["results/quick/report/report.html"],
-                    help="report(s) to check (default: results/quick/report/report.html)")
+    ap.add_argument("html", nargs="+", help="report(s) to check")
     ap.add_argument("--screenshot", default=None, help="where to keep the screenshot (default: a temporary file)")
     ap.add_argument("--no-browser", action="store_true", help="only the checks of the file, no Chromium")
-    ap.add_argument("--min-images", type=int, default=6, help="fewest figures a report must hold (default 6)")
+    ap.add_argument("--min-images", type=int, default=MIN_IMAGES,
+                    help=f"fewest figures a report must hold (default {MIN_IMAGES})")
     args = ap.parse_args(argv)
     bad = 0
     for name in args.html:
@@ -421,5 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":   # the one entry point is `python -m repro check-report`; this name forwards to it
+    from repro.cli import main as cli_main
+
+    sys.exit(cli_main(["check-report", *sys.argv[1:]]))
