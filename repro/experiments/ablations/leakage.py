@@ -39,7 +39,7 @@ def image_split_context(ctx: Context) -> Context:
     prep = ctx.prepared
     folder = ctx.runs_dir / SPLIT_FOLDER
     path = folder / prep.split_file.name   # the name prepare_data looks for; the folder sets it apart
-    frame = image_level_split(read_split(prep.split_file), ctx.profile.split_seed)
+    frame = image_level_split(read_split(prep.split_file), prep.split_seed)
     text = split_to_csv(frame)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
