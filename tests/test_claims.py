@@ -274,3 +274,23 @@ def test_students_against_the_teacher_ensemble():
     assert r.n_pairs == 6 and r.effect == pytest.approx(-0.011) and r.verdict == "not supported"
     assert math.isnan(r.paper_effect)
     assert _get(table, claims.ENSEMBLE_CLAIM, "T1", "M2+ensemble").n_pairs == 0
+
+
+# ---------------------------------------------------------------- label savings on a monotone curve
+
+def test_monotone_label_savings_known_curve():
+    from repro.report.label_savings import monotone_savings, paper_monotone_savings
+
+    rows = []
+    for seed, d in enumerate((-0.01, 0.0, 0.01)):
+        for p in (15, 30, 45, 60, 70):
+            rows.append(_row("m1", "T1", p, seed, t1=p / 100 + d))   # M1{T1}: the line p / 100
+            rows.append(_row("m3", "ensemble", p, seed, t1=0.40 - d))
+    out = monotone_savings(pd.DataFrame(rows), models={"M3+ensemble": ("m3", "ensemble")}, n_boot=300)
+    r = out.set_index("p").loc[15]
+    assert r.p_prime == pytest.approx(40.0) and r.relation == "=" and r.labels_saved == pytest.approx(-25.0)
+    assert r.p_prime_low < 40 < r.p_prime_high
+    # the paper's own numbers: M1{T1} 0.684, 0.755, 0.755, 0.774, 0.744 -> isotonic top 0.759 < 0.765
+    paper = paper_monotone_savings().set_index(["model", "p"])
+    assert paper.loc[("M3+ensemble", 15), "p_prime_label"] == "> 70"
+    assert paper.loc[("M2", 15), "p_prime"] == pytest.approx(15 + (0.746 - 0.684) / (0.755 - 0.684) * 15)
