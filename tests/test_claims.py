@@ -294,3 +294,14 @@ def test_monotone_label_savings_known_curve():
     paper = paper_monotone_savings().set_index(["model", "p"])
     assert paper.loc[("M3+ensemble", 15), "p_prime_label"] == "> 70"
     assert paper.loc[("M2", 15), "p_prime"] == pytest.approx(15 + (0.746 - 0.684) / (0.755 - 0.684) * 15)
+
+
+def test_display_has_the_columns_the_reader_needs(synthetic):
+    shown = claims.claims_display(claims.claims_table(synthetic, per_p=True))
+    assert list(shown.columns) == ["claim", "task", "comparison", "p", "pairs", "effect", "95% t-interval",
+                                   "95% bootstrap (seeds + test patients)", "verdict (raw)", "verdict (Holm)",
+                                   "verdict on accuracy (Holm)", "MDE (80 %)", "paper effect"]
+    assert len(shown) == len(claims.claims_table(synthetic))          # pooled rows only
+    row = shown[(shown.claim == "M3 beats M2") & (shown.task == "T2") & shown.comparison.str.startswith("M3+ens")]
+    assert row.iloc[0]["verdict (Holm)"].startswith("inconclusive")
+    assert "Holm" in claims.claims_markdown(claims.claims_table(synthetic))

@@ -450,3 +450,62 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
     pooled = claims[claims["scope"] != "one p"]
     out = pooled.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
     return out.reindex(columns=["supported", "not supported", "inconclusive"], fill_value=0)
+
+
+# ---------------------------------------------------------------- display (report and README)
+
+METHOD_NOTE = (
+    "Effect: mean paired difference A − B over (p, seed) pairs. t-interval: 95 % over the pairs, as if they "
+    "were independent (they are not: nested L_p, shared teachers). Bootstrap: 95 % percentile interval of a "
+    "paired bootstrap that resamples seeds and, within each seed, its test patients (both eyes together), "
+    "recomputing both models' metric on the same images (2,000 replicates); '–' where the result files hold "
+    "no per-image test predictions. Holm: verdict after Holm's adjustment over every pooled test in the "
+    "table (each claim on its metric, and T1 claims on accuracy). MDE: the smallest effect this study would "
+    "detect with 80 % power at two-sided α = 0.05, from the observed standard error; 'inconclusive: smaller "
+    "than X' means an effect of X or more would probably have been seen, not that there is none.")
+
+
+def claims_display(claims: pd.DataFrame, digits: int = 3, pooled_only: bool = True) -> pd.DataFrame:
+    """The claims table as the report and README show it: claim, task, comparison, pairs, effect,
+    t-interval, bootstrap interval (with test sampling), raw and Holm verdicts (in words, with the MDE),
+    verdict on accuracy (T1: raw, and Holm where it differs; "≠" marks disagreement with the main
+    metric), MDE and the paper's effect."""
+    if claims is None or claims.empty:
+        return pd.DataFrame()
+    rows = claims[claims["scope"] != "one p"] if pooled_only else claims
+
+    def signed(v):
+        return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
+
+    def ci(lo, hi):
+        return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+    def acc(r):
+        if not r["verdict_acc"]:
+            return "same metric" if r["task"] == "T2" else "–"
+        text = f"{signed(r['effect_acc'])} {ci(r['acc_low'], r['acc_high'])} {r['verdict_acc']}"
+        if r["verdict_acc_holm"] and r["verdict_acc_holm"] != r["verdict_acc"]:
+            text += f", Holm: {r['verdict_acc_holm']}"
+        return text + (" (≠ balanced accuracy)" if r["metrics_disagree"] else "")
+
+    return pd.DataFrame({
+        "claim": rows["claim"], "task": rows["task"], "comparison": rows["comparison"], "p": rows["p"],
+        "pairs": rows["n_pairs"], "effect": rows["effect"].map(signed),
+        "95% t-interval": [ci(a, b) for a, b in zip(rows["ci_low"], rows["ci_high"])],
+        "95% bootstrap (seeds + test patients)": [ci(a, b) for a, b in zip(rows["boot_low"], rows["boot_high"])],
+        "verdict (raw)": rows["verdict"],
+        "verdict (Holm)": [r["reading"] for _, r in rows.iterrows()],
+        "verdict on accuracy (Holm)": [acc(r) for _, r in rows.iterrows()],
+        "MDE (80 %)": rows["mde"].map(lambda v: "–" if not np.isfinite(v) else f"{v:.{digits}f}"),
+        "paper effect": rows["paper_effect"].map(signed),
+    }).reset_index(drop=True)
+
+
+def claims_markdown(claims: pd.DataFrame, digits: int = 3) -> str:
+    """:func:`claims_display` as a GitHub markdown table followed by :data:`METHOD_NOTE`."""
+    t = claims_display(claims, digits)
+    if t.empty:
+        return "_No claims: no results._"
+    head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
+    body = "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in t.itertuples(index=False))
+    return head + body + "\n" + METHOD_NOTE + "\n"
