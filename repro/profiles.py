@@ -86,7 +86,7 @@ PROFILES: dict[str, Profile] = {
         name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         decoder_hidden=256, decoder_embed=128, batch_size=128, max_epochs=8, patience=8, kd_max_epochs=4,
-        tau_seed=None, num_threads=2,
+        tau_seed=0, num_threads=2,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,
