@@ -43,7 +43,8 @@ def image_split_context(ctx: Context) -> Context:
     text = split_to_csv(frame)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
-    img = prepare_data(data_root=prep.data_root, profile=ctx.profile, split_directory=folder, with_images=False,
+    img = prepare_data(data_root=prep.data_root, profile=ctx.profile, split_seed=prep.split_seed,
+                       split_directory=folder, with_images=False,
                        skip_bad_images=len(prep.bad_images) > 0)
     same_images = np.array_equal(img.manifest["image"].to_numpy(), prep.manifest["image"].to_numpy())
     split_used = (img.split_file.resolve() == path.resolve()
