@@ -37,3 +37,22 @@ def test_same_seed_same_checkpoint_across_processes_and_model_order(odir_root, t
         per = res["test_predictions"]
         assert len(per["image"]) == res["data"]["n_test"] == len(per["coarse"]["pred"])
     assert results["a"]["metrics"]["test"] == results["b"]["metrics"]["test"]
+
+
+def test_split_seed_follows_the_seed_unless_fixed():
+    import pytest
+
+    from repro.errors import ConfigError
+    from repro.experiments.context import split_seed_of
+    from repro.profiles import get_profile
+
+    quick = get_profile("quick")
+    assert quick.split == "per_seed" and [split_seed_of(quick, s) for s in (0, 1, 2)] == [0, 1, 2]
+    fixed = quick.with_overrides(split="fixed", split_seed=0)
+    assert [split_seed_of(fixed, s) for s in (0, 1, 2)] == [0, 0, 0]
+    with pytest.raises(ConfigError, match="split='per_patient'"):
+        split_seed_of(quick.with_overrides(split="per_patient"), 1)
+    # the committed split files of the reference data exist for every default seed, full and smoke-sized
+    for s in (0, 1, 2):
+        for suffix in ("", "_n240"):
+            assert (PROJECT_ROOT / "results" / "splits" / f"odir5k-n5503_seed{s}{suffix}.csv").is_file()
