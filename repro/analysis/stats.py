@@ -63,11 +63,43 @@ def weighted_score(kind: str, data: Mapping[str, np.ndarray], w: np.ndarray) -> 
 def patient_weight_matrix(patients: Sequence, n_rows: int, rng: np.random.Generator) -> np.ndarray:
     """``[n_rows, n_images]``: :func:`image_weights` drawn ``n_rows`` times (one resample per row)."""
     codes, inverse = np.unique(np.asarray(patients).astype(str), return_inverse=True)
-    k = len(codes)
-    draws = rng.integers(0, k, size=(n_rows, k))
-    counts = np.zeros((n_rows, k))
-    np.add.at(counts, (np.repeat(np.arange(n_rows), k), draws.ravel()), 1.0)
-    return counts[:, inverse]
+    return patient_draws(len(codes), n_rows, rng)[:, inverse]
+
+
+def patient_draws(k: int, n_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n_rows, k]``: how often each of ``k`` patients is drawn when ``k`` are drawn with replacement."""
+    draws = rng.integers(0, k, size=(n_rows, k)) + (np.arange(n_rows) * k)[:, None]
+    return np.bincount(draws.ravel(), minlength=n_rows * k).reshape(n_rows, k).astype(float)
+
+
+def _per_patient(kind: str, data: Mapping[str, np.ndarray], inverse: np.ndarray, k: int) -> np.ndarray:
+    """Per-patient sums ``[k, m]`` from which :func:`_scores_from` gets the metric of any patient weights:
+    image count and hits (accuracy), image count and value sum (mean), or per-class counts and hits."""
+    if kind == "mean":
+        cols = np.stack([np.ones(len(inverse)), np.asarray(data["value"], dtype=float)], axis=1)
+    else:
+        t, p = np.asarray(data["true"], dtype=np.int64), np.asarray(data["pred"], dtype=np.int64)
+        ok = (t == p).astype(float)
+        if kind == "accuracy":
+            cols = np.stack([np.ones(len(t)), ok], axis=1)
+        elif kind == "balanced_accuracy":
+            onehot = (t[:, None] == np.unique(t)[None, :]).astype(float)
+            cols = np.concatenate([onehot, onehot * ok[:, None]], axis=1)
+        else:
+            raise ValueError(f"unknown metric kind {kind!r}; use balanced_accuracy, accuracy or mean")
+    out = np.zeros((k, cols.shape[1]))
+    np.add.at(out, inverse, cols)
+    return out
+
+
+def _scores_from(kind: str, agg: np.ndarray) -> np.ndarray:
+    """The metric per row of weighted per-patient sums ``agg`` (:func:`_per_patient` times the draws)."""
+    if kind in ("mean", "accuracy"):
+        return agg[:, 1] / agg[:, 0]
+    c = agg.shape[1] // 2
+    tot, hit = agg[:, :c], agg[:, c:]
+    present = tot > 0
+    return np.divide(hit, tot, out=np.zeros_like(hit), where=present).sum(axis=1) / present.sum(axis=1)
 
 
 def weighted_scores(kind: str, data: Mapping[str, np.ndarray], w: np.ndarray) -> np.ndarray:
@@ -81,15 +113,11 @@ def weighted_scores(kind: str, data: Mapping[str, np.ndarray], w: np.ndarray) ->
     if kind == "accuracy":
         return w @ ok / total
     if kind == "balanced_accuracy":
-        recalls, present = [], []
-        for c in np.unique(t):
-            cols = t == c
-            tot = w[:, cols].sum(axis=1)
-            hit = w[:, cols] @ ok[cols]
-            present.append(tot > 0)
-            recalls.append(np.divide(hit, tot, out=np.zeros_like(hit), where=tot > 0))
-        present_m = np.array(present, dtype=float)
-        return (np.array(recalls) * present_m).sum(axis=0) / present_m.sum(axis=0)
+        onehot = (t[:, None] == np.unique(t)[None, :]).astype(float)       # [n_images, classes present]
+        tot, hit = w @ onehot, w @ (onehot * ok[:, None])                  # [R, classes]
+        present = tot > 0
+        recall = np.divide(hit, tot, out=np.zeros_like(hit), where=present)
+        return recall.sum(axis=1) / present.sum(axis=1)
     raise ValueError(f"unknown metric kind {kind!r}; use balanced_accuracy, accuracy or mean")
 
 
@@ -130,8 +158,10 @@ def hierarchical_bootstrap(groups: Sequence[Mapping], kind: str, n_boot: int = 2
         rows = np.argwhere(drawn == j)                  # (replicate, slot) pairs that drew group j
         if rows.size == 0:
             continue
-        w = patient_weight_matrix(g["patients"], len(rows), rng)
-        d = sum(weighted_scores(kind, a, w) - weighted_scores(kind, b, w) for a, b in g["pairs"])
+        codes, inverse = np.unique(np.asarray(g["patients"]).astype(str), return_inverse=True)
+        draws = patient_draws(len(codes), len(rows), rng)       # [rows, patients]
+        d = sum(_scores_from(kind, draws @ _per_patient(kind, a, inverse, len(codes)))
+                - _scores_from(kind, draws @ _per_patient(kind, b, inverse, len(codes))) for a, b in g["pairs"])
         np.add.at(sums, rows[:, 0], d)
         np.add.at(counts, rows[:, 0], len(g["pairs"]))
     reps = sums / counts

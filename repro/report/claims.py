@@ -359,7 +359,7 @@ def _rows_for(df, claim, task, a, b, comp, scope_pooled, paper_of, per_p, only_p
         for p in ps:
             d = diffs[diffs.index.get_level_values("p") == p]
             ad = acc_diffs[acc_diffs.index.get_level_values("p") == p] if acc_diffs is not None else None
-            m, a2 = tests(d, ad, max(n_boot // 2, 200))
+            m, a2 = tests(d, ad, max(n_boot // 4, 200))   # per-p rows are descriptive
             rows.append(_row(claim, task, comp, "one p", str(p), d, paper_of([p]), m, a2))
     return rows
 
