@@ -36,6 +36,42 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
+def set_threads(profile) -> None:
+    """Pin torch's intra-op thread count to ``profile.num_threads`` (when set).
+
+    A CPU run's numbers depend on it: matrix products split their sums over the threads, so another
+    count rounds differently (by one float32 ulp in a batch's loss), and training amplifies that into
+    another model (issue 21: the committed M1{T1} p=70 seed 1 was 0.514, a retrain 0.529). The smoke
+    and quick profiles therefore fix the count instead of taking the machine's core count.
+    """
+    n = getattr(profile, "num_threads", None)
+    if n and torch.get_num_threads() != int(n):
+        torch.set_num_threads(int(n))
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else :func:`platform.processor`)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def numerics() -> dict:
+    """What decides a CPU run's floating-point results besides the code and the seed: the intra-op
+    thread count, the vector instruction set torch dispatches to (``AVX2``, ``AVX512``, ...; the
+    environment variable ``ATEN_CPU_CAPABILITY`` lowers it) and the CPU. Two runs that differ here may
+    train different models from the same seed (recorded in every result JSON)."""
+    return {"threads": int(torch.get_num_threads()), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu": cpu_name(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 def autocast(device: torch.device):
     """bf16 autocast on CUDA; a no-op context on CPU (fp32 there)."""
     if device.type == "cuda":

@@ -88,8 +88,9 @@ class Profile:
     ensemble: str = "mean_prob"
     unlabeled: str = "all"
     device: str = "auto"
-    num_threads: int | None = None
-    split_seed: int = 0
+    num_threads: int | None = None       # intra-op threads, fixed so a CPU run's numbers do not follow the core count
+    split: str = "per_seed"              # "per_seed": seed s uses patient split s; "fixed": split_seed for every seed
+    split_seed: int = 0                  # the one split of split="fixed" (the paper's setting)
     encoder_lr: float | None = None      # LR of the trained encoder stages (the encoder top); None: lr
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
     cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast
@@ -122,19 +123,19 @@ PROFILES: dict[str, Profile] = {
         name="smoke", image_size=96, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=64,
         optimizer="adamw", lr=3e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         max_patients=240, batch_size=32, max_epochs=2, patience=2, vocab_min_count=1, t2_min_count=3,
-        kd_max_epochs=1,
+        kd_max_epochs=1, num_threads=1,
     ),
     "quick": Profile(
         name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         decoder_hidden=256, decoder_embed=128, batch_size=128, max_epochs=8, patience=8, kd_max_epochs=4,
-        tau_seed=0,
+        tau_seed=0, num_threads=2,
     ),
     "finetune": Profile(
         name="finetune", image_size=256, trainable=2, encoder_lr=3e-4, map_flip=0.5,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         decoder_hidden=256, decoder_embed=128, batch_size=64, max_epochs=8, patience=8, kd_max_epochs=4,
-        tau_seed=0,
+        tau_seed=0, num_threads=2,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,

@@ -59,12 +59,35 @@ def test_probe_separable_is_perfect_and_chooses_c_on_validation():
         calls.append(1)
         return float((scores.argmax(1) == y[va]).mean())
 
-    clf, c, scores = baselines.fit_probe(x[tr], y[tr], x[va], 4, acc, grid=(0.01, 1.0), class_weight="balanced")
+    clf, c, scores, edge = baselines.fit_probe(x[tr], y[tr], x[va], 4, acc, grid=(0.01, 1.0),
+                                               class_weight="balanced", limits=(0.01, 1.0))
     assert len(calls) == 2 and set(scores) == {0.01, 1.0}
-    assert c == 0.01  # both perfect: the tie goes to the first (smaller) C
+    assert c == 0.01 and edge is None  # both perfect: the tie goes to the smaller C; a plateau is no edge
     s = baselines.full_scores(clf, x[va], 4)
     assert s.shape == (30, 4) and (s[:, 3] == -1).all()  # a class never seen scores -1
     assert (s.argmax(1) == y[va]).mean() == 1.0
+
+
+def test_widened_search_finds_an_interior_optimum():
+    """Validation score peaks at C = 1e-3, below the first grid: the grid widens down until the best C
+    is interior, and no further."""
+    tried = []
+
+    def score(c):
+        tried.append(c)
+        return -abs(np.log10(c) + 3)
+
+    best, scores, edge = baselines.widened_search(score, grid=(0.01, 0.1, 1.0), limits=(1e-7, 1e3))
+    assert best == pytest.approx(1e-3) and edge is None
+    assert sorted(scores) == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert len(tried) == 5
+
+
+def test_widened_search_reports_an_edge_at_the_limit():
+    best, scores, edge = baselines.widened_search(lambda c: -c, grid=(0.01, 0.1), limits=(1e-4, 1e3))
+    assert best == pytest.approx(1e-4) and edge == "low" and min(scores) == pytest.approx(1e-4)
+    best, _, edge = baselines.widened_search(lambda c: c, grid=(0.01, 0.1), limits=(1e-4, 10.0))
+    assert best == pytest.approx(10.0) and edge == "high"
 
 
 # ---------------------------------------------------------------- on a tiny fake data set
@@ -123,6 +146,13 @@ def test_run_baselines_known_answers(tmp_path):
     assert set(probe["params"]["C"]) == {"coarse", "fine"}
     assert probe["params"]["selected_by"] == {"coarse": "balanced_accuracy", "fine": "top1"}
     assert probe["params"]["dim"] == 6 and probe["tasks"] == ["coarse", "fine"]
+    # every C tried is recorded with its validation score, and whether the choice is at the range's edge
+    for task in ("coarse", "fine"):
+        assert len(probe["params"]["grid"][task]) == len(probe["params"]["val_scores"][task]) >= len(baselines.PROBE_GRID)
+        assert probe["params"]["C_at_edge"][task] == (probe["params"]["edge"][task] is not None)
+    # per-image test predictions for the claims' bootstrap
+    per = probe["test_predictions"]
+    assert per["coarse"]["pred"] == per["coarse"]["true"] and len(per["image"]) == 10
     # the metric keys are the models' (score_predictions)
     assert {"accuracy", "balanced_accuracy", "macro_f1", "confusion"} <= set(pt["coarse"])
 

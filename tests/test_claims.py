@@ -174,3 +174,134 @@ def test_which_models_beat_the_probe():
     who = claims.beats_probe(table)
     assert who["T1"] == {"supported": ["M1 (T1+T2+T3)"], "not supported": ["M2"], "inconclusive": []}
     assert who["T2"]["supported"] == ["M2"] and who["T2"]["inconclusive"] == ["M1 (T1+T2+T3)"]
+
+
+# ---------------------------------------------------------------- bootstrap with test sampling, Holm, MDE (issue 21)
+
+def _per_image_rows(n_patients=60, shift=0.0):
+    """M2 and M1 {T1,T2,T3} at p = 15, 70 and seeds 0-2, each seed its own test set of ``n_patients``
+    patients with two eyes; M2 is right on every image M1 gets right plus a seeded extra share.
+    Scores in the frame are recomputed from the per-image predictions, so the two agree."""
+    from repro.analysis.stats import weighted_score
+
+    rows = []
+    for seed in (0, 1, 2):
+        rng = np.random.default_rng(seed)
+        pats = np.repeat([f"s{seed}-{i}" for i in range(n_patients)], 2)
+        images = [f"{pid}_{eye}" for pid, eye in zip(pats, ["left", "right"] * n_patients)]
+        true = np.repeat(rng.integers(0, 3, n_patients), 2)
+        for p in (15, 70):
+            m1_ok = np.repeat(rng.random(n_patients) < 0.5, 2)
+            m2_ok = m1_ok | np.repeat(rng.random(n_patients) < 0.1 + shift, 2)
+            for stage, name, ok in (("m1", "T1+T2+T3", m1_ok), ("m2", "single", m2_ok)):
+                pred = np.where(ok, true, (true + 1) % 3)
+                per = {"image": images, "patient_id": list(pats),
+                       "coarse": {"true": true.tolist(), "pred": pred.tolist()}}
+                data = {"true": true, "pred": pred}
+                row = _row(stage, name, p, seed, t1=weighted_score("balanced_accuracy", data, np.ones(len(true))),
+                           acc=weighted_score("accuracy", data, np.ones(len(true))),
+                           t2=0.4 + (0.01 * seed if stage == "m2" else 0.0))   # T2 without per-image predictions
+                row["result"] = {"test_predictions": per}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_includes_test_sampling_when_predictions_are_stored():
+    df = _per_image_rows()
+    table = claims.claims_table(df, n_boot=400)
+    r = _get(table, "M2 beats M1", "T1", "M2 −")
+    assert r.boot_method == claims.BOOT_TEST
+    assert r.n_pairs == 6 and r.effect > 0
+    # the bootstrap interval contains the point estimate and its p-value drives the raw verdict
+    assert r.boot_low < r.effect < r.boot_high
+    assert (r.boot_low > 0) == (r.verdict == "supported")
+    assert np.isfinite(r.mde) and r.mde > 0 and np.isfinite(r.se)
+    # accuracy is tested too, on the same resampled images
+    assert np.isfinite(r.effect_acc) and r.acc_low < r.effect_acc < r.acc_high
+    # rows without per-image predictions say why they fall back to the t-interval
+    t2 = _get(table, "M2 beats M1", "T2", "M2 −")
+    assert t2.n_pairs == 6 and t2.boot_method.startswith("none (no per-image test predictions in 6 of 6")
+    assert math.isnan(t2.boot_low)
+
+
+def test_identical_seed_effects_still_have_test_sampling_error():
+    """Every seed gives the same effect: the t-interval has no width, the bootstrap over test patients has."""
+    df = _per_image_rows()
+    for stage, name in (("m1", "T1+T2+T3"), ("m2", "single")):   # p = 15, seed 0 everywhere
+        src = df[(df.stage == stage) & (df.name == name) & (df.p == 15) & (df.seed == 0)].iloc[0]
+        for i in df.index[(df.stage == stage) & (df.name == name)]:
+            df.at[i, "T1_bacc"], df.at[i, "T1_acc"], df.at[i, "result"] = src.T1_bacc, src.T1_acc, src.result
+    r = _get(claims.claims_table(df, n_boot=400), "M2 beats M1", "T1", "M2 −")
+    assert r.ci_high - r.ci_low == pytest.approx(0.0, abs=1e-12)
+    assert r.boot_high - r.boot_low > 0.01
+
+
+def test_holm_adjusts_the_family_of_pooled_tests():
+    base = {c: np.nan for c in claims.COLUMNS}
+    rows = []
+    for i, (pv, eff) in enumerate(((0.01, 0.1), (0.04, 0.1), (0.03, -0.1), (0.005, 0.1))):
+        rows.append({**base, "claim": f"c{i}", "task": "T2", "scope": "pooled over p", "n_pairs": 15,
+                     "effect": eff, "p_value": pv, "mde": 0.05, "verdict": "supported" if eff > 0 else "not supported",
+                     "verdict_acc": ""})
+    rows.append({**base, "claim": "c4", "task": "T2", "scope": "one p", "n_pairs": 3, "effect": 0.1,
+                 "p_value": 0.0001, "mde": 0.05, "verdict": "supported", "verdict_acc": ""})
+    t = claims.adjust(pd.DataFrame(rows, columns=claims.COLUMNS))
+    np.testing.assert_allclose(t.p_holm[:4], [0.03, 0.06, 0.06, 0.02])
+    assert list(t.verdict_holm) == ["supported", "inconclusive", "inconclusive", "supported", ""]
+    assert t.reading[1] == "inconclusive: smaller than 0.050"
+    assert t.reading[4] == "supported" and math.isnan(t.p_holm[4])   # per-p rows are not in the family
+
+
+def test_accuracy_verdict_and_disagreement_flag():
+    rows = []
+    for p in (15, 70):
+        for seed in (0, 1, 2):
+            rows.append(_row("m1", "T1+T2+T3", p, seed, t1=0.50 + 0.01 * seed, acc=0.60))
+            rows.append(_row("m2", "single", p, seed, t1=0.45 + 0.01 * seed, acc=0.70 + 0.01 * seed))
+    r = _get(claims.claims_table(pd.DataFrame(rows)), "M2 beats M1", "T1", "M2 −")
+    assert r.verdict == "not supported" and r.verdict_acc == "supported"
+    assert r.effect_acc == pytest.approx(0.11) and r.metrics_disagree
+
+
+def test_students_against_the_teacher_ensemble():
+    rows = []
+    for p in (15, 70):
+        for seed in (0, 1, 2):
+            rows.append(_row("ensemble", "m1", p, seed, t1=0.55, t2=0.5, t3=0.3))
+            rows.append(_row("m3", "ensemble", p, seed, t1=0.54 - 0.001 * seed, t2=0.5, t3=0.3))
+    table = claims.claims_table(pd.DataFrame(rows))
+    r = _get(table, claims.ENSEMBLE_CLAIM, "T1", "M3+ensemble − Ensemble (M1 teachers)")
+    assert r.n_pairs == 6 and r.effect == pytest.approx(-0.011) and r.verdict == "not supported"
+    assert math.isnan(r.paper_effect)
+    assert _get(table, claims.ENSEMBLE_CLAIM, "T1", "M2+ensemble").n_pairs == 0
+
+
+# ---------------------------------------------------------------- label savings on a monotone curve
+
+def test_monotone_label_savings_known_curve():
+    from repro.report.label_savings import monotone_savings, paper_monotone_savings
+
+    rows = []
+    for seed, d in enumerate((-0.01, 0.0, 0.01)):
+        for p in (15, 30, 45, 60, 70):
+            rows.append(_row("m1", "T1", p, seed, t1=p / 100 + d))   # M1{T1}: the line p / 100
+            rows.append(_row("m3", "ensemble", p, seed, t1=0.40 - d))
+    out = monotone_savings(pd.DataFrame(rows), models={"M3+ensemble": ("m3", "ensemble")}, n_boot=300)
+    r = out.set_index("p").loc[15]
+    assert r.p_prime == pytest.approx(40.0) and r.relation == "=" and r.labels_saved == pytest.approx(-25.0)
+    assert r.p_prime_low < 40 < r.p_prime_high
+    # the paper's own numbers: M1{T1} 0.684, 0.755, 0.755, 0.774, 0.744 -> isotonic top 0.759 < 0.765
+    paper = paper_monotone_savings().set_index(["model", "p"])
+    assert paper.loc[("M3+ensemble", 15), "p_prime_label"] == "> 70"
+    assert paper.loc[("M2", 15), "p_prime"] == pytest.approx(15 + (0.746 - 0.684) / (0.755 - 0.684) * 15)
+
+
+def test_display_has_the_columns_the_reader_needs(synthetic):
+    shown = claims.claims_display(claims.claims_table(synthetic, per_p=True))
+    assert list(shown.columns) == ["claim", "task", "comparison", "p", "pairs", "effect", "95% t-interval",
+                                   "95% bootstrap (seeds + test patients)", "verdict (raw)", "verdict (Holm)",
+                                   "verdict on accuracy (Holm)", "MDE (80 %)", "paper effect"]
+    assert len(shown) == len(claims.claims_table(synthetic))          # pooled rows only
+    row = shown[(shown.claim == "M3 beats M2") & (shown.task == "T2") & shown.comparison.str.startswith("M3+ens")]
+    assert row.iloc[0]["verdict (Holm)"].startswith("inconclusive")
+    assert "Holm" in claims.claims_markdown(claims.claims_table(synthetic))

@@ -14,7 +14,7 @@ from repro.experiments.context import make_context
 from repro.profiles import PROFILES, Profile, get_profile
 
 #: the settings data preparation reads (repro.data.prepare.prepare_data)
-DATA_SETTINGS = {"image_size": 64, "max_patients": 8, "split_seed": 3, "taxonomy": "paper5", "t2_min_count": 2,
+DATA_SETTINGS = {"image_size": 64, "max_patients": 8, "split": "fixed", "split_seed": 3, "taxonomy": "paper5", "t2_min_count": 2,
                  "vocab_min_count": 1, "max_caption_len": 10}
 
 
@@ -46,7 +46,8 @@ def test_modified_profile_reaches_data_preparation(monkeypatch, tmp_path):
     """A copy of ``smoke`` with other data settings is prepared with those settings, not cached by name."""
     seen: list[Profile] = []
 
-    def fake_prepare(*, data_root, profile, skip_bad_images, strict_keywords, layout, allow_outside_root=None):
+    def fake_prepare(*, data_root, profile, skip_bad_images, strict_keywords, layout, allow_outside_root=None,
+                     split_seed=None):
         seen.append(profile)
         return SimpleNamespace(data_identity=f"fake-{profile.image_size}", split_hash="0" * 16, profile=profile)
 
@@ -68,7 +69,7 @@ def test_modified_profile_prepares_its_own_data(tiny_odir, tmp_path):
     """On real images: image size, max_patients and split seed of a smoke copy reach the prepared data."""
     results = tmp_path / "R" / "smoke"
     base = make_context("smoke", data_root=tiny_odir, results_dir=results)
-    copy = get_profile("smoke").with_overrides(image_size=64, max_patients=8, split_seed=7)
+    copy = get_profile("smoke").with_overrides(image_size=64, max_patients=8, split="fixed", split_seed=7)
     mod = make_context(copy, data_root=tiny_odir, results_dir=results)
     assert base.prepared.images.shape[1:3] == (96, 96)
     assert mod.prepared.images.shape[1:3] == (64, 64)

@@ -79,7 +79,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root=None, split: str = "al
     if split != "all":
         from repro.data.splits import load_or_make_split
 
-        sp, _ = load_or_make_split(ds, seed=int(prof.get("split_seed", 0)), max_patients=prof.get("max_patients"),
+        split_seed = payload.get("extra", {}).get("split_seed", prof.get("split_seed", 0))  # older checkpoints: fixed
+        sp, _ = load_or_make_split(ds, seed=int(split_seed), max_patients=prof.get("max_patients"),
                                    user_directory=lay.splits)
         keep = set(sp.loc[sp["split"] == split, "image"])
         manifest = manifest[manifest["image"].isin(keep)].reset_index(drop=True)

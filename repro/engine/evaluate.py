@@ -73,3 +73,27 @@ def error_analysis(m, preds, refs, hyps) -> dict[str, int]:
         "fine_correct_coarse_wrong": int(np.sum(fine_ok & ~coarse_ok)),
         "coarse_correct_fine_wrong": int(np.sum(coarse_ok & ~fine_ok)),
     }
+
+
+#: the result-JSON key of :func:`per_image_predictions` (test images; the claims' bootstrap reads it)
+PER_IMAGE_KEY = "test_predictions"
+
+
+def per_image_predictions(prepared, idx: np.ndarray, preds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Compact per-image outcomes on images ``idx``, for a bootstrap over test patients
+    (:mod:`repro.analysis.stats`): image and patient ids; per task the true and predicted class index
+    (T1, T2 top-1) or the per-image ``bleu_paper`` (T3, 4 decimals). Lists are in ``idx`` order."""
+    from repro.engine.metrics import bleu_paper_scores
+
+    m = prepared.manifest.iloc[idx]
+    out: dict[str, Any] = {"image": m["image"].astype(str).tolist(), "patient_id": m["patient_id"].astype(str).tolist()}
+    for task, col in (("coarse", "coarse_idx"), ("fine", "fine_idx")):
+        if task in preds:
+            out[task] = {"true": [int(v) for v in m[col].to_numpy()],
+                         "pred": [int(v) for v in np.asarray(preds[task]).argmax(1)]}
+    if "caption" in preds:
+        vocab = prepared.vocab
+        refs = [vocab.decode(list(r)) for r in np.asarray(prepared.captions)[idx]]
+        hyps = [vocab.decode(list(h)) for h in preds["caption"]]
+        out["caption"] = {"bleu_paper": [round(float(s), 4) for s in bleu_paper_scores(refs, hyps)]}
+    return out

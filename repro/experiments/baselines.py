@@ -8,7 +8,11 @@
   features, i.e. the model inputs cached by :meth:`Context.bank` (view ``orig``; spatial dims
   mean-pooled), standardised with the training pool's mean and std, fitted on L_p; T1 with
   ``class_weight="balanced"``, T2 plain; ``C`` chosen per task on validation by the task's main
-  metric (:data:`repro.names.PRIMARY`). No T3. Report row "LR probe (frozen features)".
+  metric (:data:`repro.names.PRIMARY`) on a log grid (:data:`PROBE_GRID`) that is widened tenfold at
+  whichever end holds the best C until the best is interior or :data:`PROBE_LIMITS` is reached
+  (:func:`widened_search`); ``params.C_at_edge`` records a choice still at the edge (the probe's score
+  is then a lower bound of what the probe could reach, and a model's margin over it an upper bound).
+  No T3. Report row "LR probe (frozen features)".
 
 Both files have the schema of a model's result JSON (stage ``baseline``; metrics from
 :func:`repro.engine.evaluate.score_predictions`, so every metric key matches the models'). The probe
@@ -27,7 +31,9 @@ import numpy as np
 from repro.io import read_json, write_json
 from repro.names import BASELINE_STAGE, PRIMARY
 
-PROBE_GRID = (0.01, 0.1, 1.0)
+PROBE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # the first grid; widened at an edge holding the best C
+PROBE_LIMITS = (1e-7, 1e3)                     # the widening stops here (C at a limit is reported at the edge)
+PROBE_FACTOR = 10.0
 PROBE_MAX_ITER = 2000
 
 
@@ -78,24 +84,61 @@ def full_scores(clf, x: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+def best_of(scores: dict[float, float]) -> float:
+    """The C with the highest score (ties: the smaller C, the stronger regularisation)."""
+    return min(scores, key=lambda c: (-scores[c], c))
+
+
+def widened_search(score_of, grid: Sequence[float] = PROBE_GRID, limits: tuple[float, float] = PROBE_LIMITS,
+                   factor: float = PROBE_FACTOR) -> tuple[float, dict[float, float], str | None]:
+    """Score every C of ``grid`` with ``score_of(C)``; while the best C is the smallest (largest) one tried
+    and strictly better than its neighbour, try C / ``factor`` (C · ``factor``) too, within ``limits``.
+    Returns ``(best C, {C: score}, edge)`` with ``edge`` ``"low"``/``"high"`` when the best C is still
+    strictly best at an end of the searched range (the optimum may lie beyond it), else None (a tie with
+    the neighbour is a plateau: nothing suggests a better C further out)."""
+    lo_lim, hi_lim = limits
+
+    def at_edge(scores):
+        best, tried = best_of(scores), sorted(scores)
+        if len(tried) > 1 and best == tried[0] and scores[tried[0]] > scores[tried[1]]:
+            return best, "low"
+        if len(tried) > 1 and best == tried[-1] and scores[tried[-1]] > scores[tried[-2]]:
+            return best, "high"
+        return best, None
+
+    scores = {float(c): float(score_of(float(c))) for c in sorted(grid)}
+    while True:
+        best, edge = at_edge(scores)
+        if edge == "low" and best / factor >= lo_lim * (1 - 1e-9):
+            c = best / factor
+        elif edge == "high" and best * factor <= hi_lim * (1 + 1e-9):
+            c = best * factor
+        else:
+            break
+        scores[float(c)] = float(score_of(float(c)))
+    return best, dict(sorted(scores.items())), edge
+
+
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, n_classes: int, val_score,
               grid: Sequence[float] = PROBE_GRID, class_weight: str | None = None,
-              max_iter: int = PROBE_MAX_ITER):
-    """Logistic regression for each ``C`` of ``grid``; keeps the one whose ``val_score(scores_val)`` is
-    highest (ties: the smaller C). Returns ``(classifier, C, {C: validation score})``."""
+              max_iter: int = PROBE_MAX_ITER, limits: tuple[float, float] = PROBE_LIMITS):
+    """Logistic regression for each ``C`` of ``grid``, widened at the edges (:func:`widened_search`);
+    keeps the one whose ``val_score(scores_val)`` is highest (ties: the smaller C).
+    Returns ``(classifier, C, {C: validation score}, edge)``."""
     from sklearn.linear_model import LogisticRegression
 
-    best, best_c, scores = None, None, {}
-    for c in grid:
+    fitted = {}
+
+    def score_of(c):
         clf = LogisticRegression(C=float(c), class_weight=class_weight, max_iter=max_iter, solver="lbfgs")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(n_jobs|max_iter|converge).*")
             clf.fit(x_train, y_train)
-        s = float(val_score(full_scores(clf, x_val, n_classes)))
-        scores[float(c)] = s
-        if best is None or s > scores[best_c]:
-            best, best_c = clf, float(c)
-    return best, best_c, scores
+        fitted[float(c)] = clf
+        return float(val_score(full_scores(clf, x_val, n_classes)))
+
+    best_c, scores, edge = widened_search(score_of, grid, limits)
+    return fitted[best_c], best_c, scores, edge
 
 
 # ---------------------------------------------------------------- on one Context
@@ -114,7 +157,8 @@ def _record(ctx, name: str, tasks, params: dict, val: dict, test: dict, t0: floa
         "p": ctx.p, "seed": ctx.seed, "params": params,
         "data": {"dataset": ctx.prepared.dataset_name, "split_file": project_relative(ctx.prepared.split_file),
                  "split_hash": ctx.prepared.split_hash, "n_train": int(len(train_idx)),
-                 "n_val": int(len(ctx.indices("val"))), "n_test": int(len(ctx.indices("test")))},
+                 "n_val": int(len(ctx.indices("val"))), "n_test": int(len(ctx.indices("test"))),
+                 **ctx.split_record()},
         "split_hash": ctx.prepared.split_hash,
         "metrics": {"val": val, "test": test},
         "wall_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(), "git_commit": git_commit(),
@@ -165,7 +209,8 @@ def _reusable_probe(ctx) -> tuple[int, dict] | None:
             continue
         if (res.get("split_hash") == ctx.prepared.split_hash and res.get("profile") == ctx.profile.name
                 and res.get("p") == ctx.p and "reused_from_seed" not in res
-                and (res.get("params") or {}).get("grid") == list(PROBE_GRID)):
+                and (res.get("params") or {}).get("base_grid") == list(PROBE_GRID)
+                and (res.get("params") or {}).get("limits") == list(PROBE_LIMITS)):
             return int(res["seed"]), res
     return None
 
@@ -181,7 +226,7 @@ def probe_features(ctx) -> np.ndarray | None:
 
 def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> dict[str, Any] | None:
     """``baseline-probe.json``: logistic regression on frozen features for T1 (class-balanced) and T2."""
-    from repro.engine.evaluate import score_predictions
+    from repro.engine.evaluate import PER_IMAGE_KEY, per_image_predictions, score_predictions
 
     path = ctx.result_path(BASELINE_STAGE, "probe")
     if path.exists() and not force:
@@ -192,8 +237,9 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
         found = _reusable_probe(ctx)
         if found is not None:
             seed, other = found
+            extra = {k: other[k] for k in (PER_IMAGE_KEY,) if k in other}
             res = _record(ctx, "probe", other["tasks"], other["params"], other["metrics"]["val"],
-                          other["metrics"]["test"], t0, reused_from_seed=seed)
+                          other["metrics"]["test"], t0, reused_from_seed=seed, **extra)
             write_json(path, res)
             return res
     feats = probe_features(ctx)
@@ -205,7 +251,7 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
     x = standardise(feats, pool)
     m = prep.manifest
-    val_preds, test_preds, chosen, val_scores, fit_s = {}, {}, {}, {}, {}
+    val_preds, test_preds, chosen, val_scores, fit_s, edges = {}, {}, {}, {}, {}, {}
     for task, col, n_cls, cw in (("coarse", "coarse_idx", len(prep.coarse_classes), "balanced"),
                                  ("fine", "fine_idx", len(prep.fine_classes), None)):
         y = m[col].to_numpy()
@@ -214,9 +260,13 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
             return _primary(score_predictions(prep, val_idx, {task: scores}, detail=False), task)
 
         t1 = time.perf_counter()
-        clf, c, scores = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw)
+        clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw)
         fit_s[task] = round(time.perf_counter() - t1, 2)
-        chosen[task], val_scores[task] = c, {str(k): v for k, v in scores.items()}
+        chosen[task], val_scores[task], edges[task] = c, {f"{k:g}": v for k, v in scores.items()}, edge
+        if edge:
+            warnings.warn(f"LR probe {task}: the best C = {c:g} is at the {edge} end of the searched range "
+                          f"{min(scores):g}..{max(scores):g} (limits {PROBE_LIMITS}); its score is a lower "
+                          "bound of the probe's, so a model's margin over it is an upper bound", stacklevel=2)
         val_preds[task] = full_scores(clf, x[val_idx], n_cls)
         test_preds[task] = full_scores(clf, x[test_idx], n_cls)
     val = score_predictions(prep, val_idx, val_preds, detail=False)
@@ -224,10 +274,13 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
     params = {"baseline": "probe", "trained_on": f"L{ctx.p}", "model": "sklearn LogisticRegression (lbfgs)",
               "features": "frozen encoder (cached model inputs, view orig), spatial mean-pooled",
               "dim": int(x.shape[1]), "standardise": "mean/std of the training pool",
-              "class_weight": {"coarse": "balanced", "fine": None}, "grid": list(grid),
-              "C": chosen, "val_scores": val_scores, "selected_by": {t: PRIMARY[t][0] for t in chosen},
+              "class_weight": {"coarse": "balanced", "fine": None}, "base_grid": list(grid),
+              "limits": list(PROBE_LIMITS), "grid": {t: sorted(float(k) for k in v) for t, v in val_scores.items()},
+              "C": chosen, "C_at_edge": {t: e is not None for t, e in edges.items()}, "edge": edges,
+              "val_scores": val_scores, "selected_by": {t: PRIMARY[t][0] for t in chosen},
               "max_iter": PROBE_MAX_ITER, "fit_s": fit_s}
-    res = _record(ctx, "probe", ("coarse", "fine"), params, val, test, t0)
+    res = _record(ctx, "probe", ("coarse", "fine"), params, val, test, t0,
+                  **{PER_IMAGE_KEY: per_image_predictions(prep, test_idx, test_preds)})
     write_json(path, res)
     return res
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repro.device import resolve_device, seed_everything
+from repro.device import numerics, resolve_device, seed_everything, set_threads
 from repro.errors import ConfigError, MissingStageError
 from repro.io import clean_stale_temps, read_json, write_json
 from repro.names import (NOTEBOOK_OF, SUBSETS, TASKS, check_p, checkpoint_file, notebook_path, result_file,
@@ -39,16 +39,17 @@ def load_result(ctx: Context, stage: str, name: str) -> dict[str, Any] | None:
 
 @lru_cache(maxsize=4)
 def _prepared(data_root: str | None, profile: Profile, skip_bad_images: bool, strict_keywords: bool, lay,
-              allow_outside_root, label_stamp):
+              allow_outside_root, label_stamp, split_seed: int):
     """The prepared data of one data root and profile, once per process.
 
     Keyed by the whole (hashable) profile, never by its name: a modified profile (another image size,
     taxonomy, ``max_patients`` or split seed) gets data prepared with its own settings; and by the label
-    table's :func:`label_stamp`, so a table edited in this process's lifetime is prepared again.
+    table's :func:`label_stamp`, so a table edited in this process's lifetime is prepared again; ``split_seed``
+    is the patient split of the run (:func:`split_seed_of`).
     """
     from repro.data.prepare import prepare_data
 
-    return prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
+    return prepare_data(data_root=data_root, profile=profile, split_seed=split_seed, skip_bad_images=skip_bad_images,
                         strict_keywords=strict_keywords, layout=lay, allow_outside_root=allow_outside_root)
 
 
@@ -66,6 +67,18 @@ def label_stamp(data_root) -> tuple:
         except OSError:
             continue
     return ()
+
+
+SPLIT_MODES = ("per_seed", "fixed")
+
+
+def split_seed_of(profile: Profile, seed: int) -> int:
+    """The patient split a run of ``seed`` uses: its own (``profile.split == "per_seed"``, the default: the
+    spread over seeds then includes split and test sampling) or ``profile.split_seed`` for every seed
+    (``"fixed"``: the paper's one split)."""
+    if profile.split not in SPLIT_MODES:
+        raise ConfigError(f"profile setting split={profile.split!r} is not allowed; use one of {list(SPLIT_MODES)}")
+    return int(seed) if profile.split == "per_seed" else int(profile.split_seed)
 
 
 #: profile settings a stage's teachers must share with it (besides data, split, classes and vocabulary)
@@ -91,6 +104,7 @@ class Context:
     device: torch.device
     _bank: Any = field(default=None, repr=False)
     cache_dir: Path | None = None   # feature cache root (None: repro.paths.cache_dir())
+    prepare_args: tuple = field(default=(), repr=False)   # _prepared's arguments but the split seed
 
     @property
     def run_results(self) -> Path:
@@ -126,8 +140,16 @@ class Context:
         ).to(self.device)
 
     def for_seed(self, seed: int) -> "Context":
-        """The same experiment with another seed: same data and folders, sharing the model inputs."""
-        return replace(self, seed=int(seed), _bank=self._bank)
+        """The same experiment with another seed: same data and folders, sharing the model inputs. With
+        per-seed splits (:func:`split_seed_of`) the other seed's split is prepared; the model inputs are
+        shared only when both splits hold the same images (always, unless the profile subsamples patients)."""
+        prepared = self.prepared
+        want = split_seed_of(self.profile, seed)
+        if self.prepare_args and getattr(prepared, "split_seed", want) != want:
+            prepared = _prepared(*self.prepare_args, want)
+        same = prepared is self.prepared or np.array_equal(prepared.manifest["image"].to_numpy(),
+                                                           self.prepared.manifest["image"].to_numpy())
+        return replace(self, seed=int(seed), prepared=prepared, _bank=self._bank if same else None)
 
     def bank(self, model=None):
         """Model inputs for every image and view (frozen-trunk outputs are computed once and cached)."""
@@ -143,7 +165,12 @@ class Context:
         """What a checkpoint records about its run, checked by :func:`require_checkpoint` of a later stage."""
         return {"stage": stage, "name": name, "p": self.p, "seed": self.seed, "profile": self.profile.to_dict(),
                 "data_identity": getattr(self.prepared, "data_identity", ""),
-                "split_file": project_relative(self.prepared.split_file)}
+                "split_file": project_relative(self.prepared.split_file), **self.split_record()}
+
+    def split_record(self) -> dict[str, Any]:
+        """``{"split_seed", "split_mode"}``: which patient split this run used (recorded in every result)."""
+        return {"split_seed": int(getattr(self.prepared, "split_seed", split_seed_of(self.profile, self.seed))),
+                "split_mode": self.profile.split}
 
 
 def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, data_root=None,
@@ -164,18 +191,18 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     p = check_p(p)
     seed = check_seed(seed)
     prof = get_profile(profile, **overrides)
-    if prof.num_threads:
-        torch.set_num_threads(prof.num_threads)
+    set_threads(prof)
     name = prof.name
     lay = layout_for_results(results_dir) if results_dir else layout()
     res = Path(results_dir).expanduser() if results_dir else lay.results(name)
     runs = Path(runs_dir).expanduser() if runs_dir else lay.profile_runs(name)
     for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
         check_writable(folder, what)
-    prepared = _prepared(None if data_root is None else str(data_root), prof, bool(skip_bad_images),
-                         bool(strict_keywords), lay, allow_outside_root, label_stamp(data_root))
+    args = (None if data_root is None else str(data_root), prof, bool(skip_bad_images), bool(strict_keywords), lay,
+            allow_outside_root, label_stamp(data_root))
+    prepared = _prepared(*args, split_seed_of(prof, seed))
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
-                  device=resolve_device(prof.device), cache_dir=lay.cache)
+                  device=resolve_device(prof.device), cache_dir=lay.cache, prepare_args=args)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
     return ctx
 
@@ -187,7 +214,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
 
     ``restore_best=False`` tests the last epoch's weights instead (the authors' code; ``params.restore_best``,
     ``tested_epoch`` beside ``best_epoch``)."""
-    from repro.engine.evaluate import predict, score_predictions
+    from repro.engine.evaluate import PER_IMAGE_KEY, per_image_predictions, predict, score_predictions
     from repro.engine.fit import fit
     from repro.models.checkpoints import save_checkpoint
 
@@ -199,6 +226,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     data_warnings = list(ctx.prepared.info.get("warnings", []))
     for w in data_warnings:
         print(f"warning: {w}", file=sys.stderr)
+    set_threads(ctx.profile)
     gen = seed_everything(ctx.seed)
     t0 = time.perf_counter()
     bank = ctx.bank(model)
@@ -208,7 +236,8 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
              desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
     max_len = ctx.profile.max_caption_len + 1
     val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
-    test_metrics = score_predictions(ctx.prepared, test_idx, predict(model, bank, test_idx, max_len=max_len))
+    test_preds = predict(model, bank, test_idx, max_len=max_len)
+    test_metrics = score_predictions(ctx.prepared, test_idx, test_preds)
     save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
     result = {
         "schema": 1,
@@ -223,10 +252,12 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
         "data": {"dataset": ctx.prepared.dataset_name, "data_identity": getattr(ctx.prepared, "data_identity", ""),
                  "split_file": project_relative(ctx.prepared.split_file),
                  "split_hash": ctx.prepared.split_hash, "n_train": int(len(train_idx)),
-                 "n_val": int(len(val_idx)), "n_test": int(len(test_idx))},
+                 "n_val": int(len(val_idx)), "n_test": int(len(test_idx)), **ctx.split_record()},
         "split_hash": ctx.prepared.split_hash,
         "warnings": data_warnings,
         "metrics": {"val": val_metrics, "test": test_metrics},
+        PER_IMAGE_KEY: per_image_predictions(ctx.prepared, test_idx, test_preds),
+        "numerics": numerics(),
         "max_epochs": prof.max_epochs,
         "best_epoch": fr.best_epoch,
         "tested_epoch": fr.tested_epoch,

@@ -8,7 +8,7 @@ import torch
 
 from repro.distill.ensemble import ensemble_greedy
 from repro.distill.losses import ensemble_probs
-from repro.engine.evaluate import score_predictions
+from repro.engine.evaluate import PER_IMAGE_KEY, per_image_predictions, score_predictions
 from repro.experiments.context import Context
 from repro.experiments.kd_stage import m1_members
 from repro.io import write_json
@@ -40,6 +40,8 @@ def evaluate_ensemble(ctx: Context, members: dict[str, tuple] | None = None, spl
     metrics = score_predictions(ctx.prepared, idx, merged)
     result = {"stage": "ensemble", "name": name, "members": list(members), "split": split,
               "profile": ctx.profile.name, "p": ctx.p, "seed": ctx.seed, "split_hash": ctx.prepared.split_hash,
-              "metrics": {split: metrics}}
+              **ctx.split_record(), "metrics": {split: metrics}}
+    if split == "test":
+        result[PER_IMAGE_KEY] = per_image_predictions(ctx.prepared, idx, merged)
     write_json(ctx.result_path("ensemble", name), result)
     return result

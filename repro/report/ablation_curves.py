@@ -254,7 +254,14 @@ def label_savings_view(results_dir, metric: str = "T1_bacc") -> AblationView:
     pp = paper[(paper["model"] == "M3+ensemble") & (paper["p"] == PAPER_CLAIM[0])]
     paper_txt = f"; the paper's own numbers give {pp['p_prime_label'].iloc[0]} (T1 accuracy)" if not pp.empty else ""
     finding = (f"On T1 {SAVINGS_METRIC_NAME.get(metric, metric)}: " + "; ".join(parts) + f" (the paper claims 70{paper_txt}).")
-    return AblationView(table, finding, fig, {"complete": True, metric: savings_records(main),
+    from repro.report.label_savings import monotone_savings, paper_monotone_savings, savings_finding
+
+    mono, mono_paper = monotone_savings(df, metric), paper_monotone_savings()
+    finding += " First crossing of a non-monotone curve measures noise; " + savings_finding(mono, mono_paper)
+    return AblationView(table, finding, fig, {"complete": True, "monotone": {
+                                                  metric: savings_records(mono), "paper": savings_records(mono_paper),
+                                                  "curve": mono.attrs["curve"], "paper_curve": mono_paper.attrs["curve"]},
+                                              metric: savings_records(main),
                                               "T1_acc": savings_records(acc), "paper": savings_records(paper),
                                               "reference": {metric: main.attrs["reference"],
                                                             "T1_acc": acc.attrs["reference"]}})

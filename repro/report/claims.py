@@ -6,10 +6,23 @@ T3 ``bleu_paper``). A *pair* is one ``(p, seed)`` for which both A and B have a 
 its difference A − B is one effect sample. Pairs are pooled over p unless the claim is about one p
 (the temperature claim, paper §4.2 "when p is small … higher τ is desired").
 
-* effect = mean paired difference; 95 % t-interval over the pairs (``mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n``);
-  a percentile bootstrap interval is reported beside it.
-* verdict: ``supported`` (interval entirely above 0), ``not supported`` (entirely below 0: the
-  opposite holds), ``inconclusive`` (interval contains 0, or fewer than 2 pairs).
+* effect = mean paired difference; 95 % t-interval over the pairs (``mean ± t₀.₉₇₅,ₙ₋₁ · sd/√n``).
+* bootstrap interval including test sampling (:func:`repro.analysis.stats.hierarchical_bootstrap`):
+  where every pair's result files hold per-image test predictions (``test_predictions``, written
+  since issue 21), a paired bootstrap resamples the seeds and, within each drawn seed, its test
+  patients (both eyes together), and recomputes both models' metric on the same resampled images.
+  Without per-image predictions (``boot_method`` says so) the row falls back to the t-interval.
+* p-value: the bootstrap's (two-sided) where it ran, else the t-test's. Raw ``verdict``: the
+  bootstrap interval (else the t-interval) entirely above 0 ``supported``, entirely below 0 ``not
+  supported`` (the opposite holds), else ``inconclusive`` (also with fewer than 2 pairs).
+* Holm: ``p_holm`` / ``verdict_holm`` adjust the family of every test the table makes on pooled rows
+  (each claim on its task's metric, plus T1 claims on accuracy); per-p rows are descriptive (no Holm).
+* accuracy: T1 rows repeat the test on accuracy (the paper's metric; ``effect_acc``, ``verdict_acc``,
+  ``verdict_acc_holm``); ``metrics_disagree`` flags T1 rows whose verdicts on the two metrics differ.
+  T2's metric is top-1 accuracy already; T3 has no accuracy.
+* ``mde``: the minimum detectable effect at 80 % power, two-sided α = 0.05, from the observed
+  standard error (bootstrap replicates' sd, else sd/√n with t quantiles); ``reading`` says an
+  inconclusive row as "inconclusive: smaller than <mde>".
 * paper effect: the same difference in the paper's tables (Tables 3–5), averaged over the p values
   our pairs come from (all five where we have none); for T1 it is on accuracy (the paper reports
   no balanced accuracy).
@@ -18,7 +31,8 @@ its difference A − B is one effect sample. Pairs are pooled over p unless the 
   has no T3); no paper effect.
 
 Pairs at different p share a seed and nested training sets, so they are not independent: the
-interval is a descriptive summary, not an exact test.
+t-interval treats them as if they were. The bootstrap resamples whole seeds (all their p together),
+which respects that nesting; with 3 seeds it still rests on few units, so both intervals are shown.
 
 Pure functions on the results DataFrame of :func:`repro.report.load_results` (columns ``stage,
 name, p, seed, T1_bacc, T2_top1, T3_bleu`` and, for τ runs, ``tau_task, tau``).
@@ -32,6 +46,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from repro.analysis import stats as S
 from repro.names import BASELINE_STAGE, CLAIM_COL, CODES, MAIN, P_VALUES
 
 # the study's main models: label -> (stage, name, paper reference (table, model, train_tasks) or None)
@@ -58,8 +73,24 @@ HIGH_TAUS = (5.0, 10.0)
 LOW_TAUS = (0.5, 1.0)
 
 
+# the comparison of the distilled students with the teacher ensemble they learned from, used as a predictor
+ENSEMBLE_CLAIM = "student beats the M1 teacher ensemble"
+ENSEMBLE_STUDENTS = ("M2+ensemble", "M3+ensemble")
+
+#: how a row's bootstrap was made (``boot_method``)
+BOOT_TEST = "seeds + test patients"
+BOOT_NONE = "none (no per-image test predictions in {missing} of {total} pairs' result files): t-interval only"
+
+N_BOOT = 2000
+
 COLUMNS = ["claim", "task", "comparison", "scope", "p", "n_pairs", "effect", "ci_low", "ci_high", "verdict",
-           "boot_low", "boot_high", "paper_effect"]
+           "boot_low", "boot_high", "paper_effect", "boot_method", "p_value", "p_holm", "verdict_holm",
+           "effect_acc", "acc_low", "acc_high", "p_value_acc", "p_holm_acc", "verdict_acc", "verdict_acc_holm",
+           "metrics_disagree", "se", "mde", "reading"]
+
+# (data key in a result's ``test_predictions``, metric kind of repro.analysis.stats.weighted_score)
+PER_IMAGE = {"T1": ("coarse", "balanced_accuracy"), "T2": ("fine", "accuracy"), "T3": ("caption", "mean")}
+PER_IMAGE_ACC = ("coarse", "accuracy")
 
 
 def t_interval(samples: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -100,10 +131,10 @@ def verdict(effect_samples: Sequence[float], level: float = 0.95) -> tuple[float
     return effect, lo, hi, "inconclusive"
 
 
-def model_scores(df: pd.DataFrame, stage: str, name: str, task: str) -> pd.Series:
-    """Claim metric of ``task`` (T1: balanced accuracy) for one model, indexed by ``(p, seed)``
-    (mean over duplicates, NaN dropped)."""
-    col = CLAIM_COL[task]
+def model_scores(df: pd.DataFrame, stage: str, name: str, task: str, col: str | None = None) -> pd.Series:
+    """Claim metric of ``task`` (T1: balanced accuracy; ``col``: another result column, e.g. ``T1_acc``)
+    for one model, indexed by ``(p, seed)`` (mean over duplicates, NaN dropped)."""
+    col = col or CLAIM_COL[task]
     if df is None or df.empty or col not in df:
         return pd.Series(dtype=float)
     sel = df[(df["stage"] == stage) & (df["name"] == name)]
@@ -121,9 +152,9 @@ def paired_differences(a: pd.Series, b: pd.Series, p: int | None = None) -> pd.S
     return d
 
 
-def tau_scores(df: pd.DataFrame, task: str, taus: Iterable[float]) -> pd.Series:
+def tau_scores(df: pd.DataFrame, task: str, taus: Iterable[float], col: str | None = None) -> pd.Series:
     """Mean over the given τ of the τ-study students of ``task``, indexed by ``(p, seed)``."""
-    col = CLAIM_COL[task]
+    col = col or CLAIM_COL[task]
     if df is None or df.empty or "tau" not in df or col not in df:
         return pd.Series(dtype=float)
     taus = [float(t) for t in taus]
@@ -163,8 +194,8 @@ def paper_tau_effect(task: str, p: int) -> float:
 
 
 def comparisons() -> list[dict]:
-    """The pairwise model comparisons behind claims 1–4 and "beats the LR probe": claim, task, A and B
-    (label, stage, name, paper ref)."""
+    """The pairwise model comparisons behind claims 1–4, "beats the LR probe" and "student beats the M1
+    teacher ensemble": claim, task, A and B (label, stage, name, paper ref)."""
     m = MODELS
 
     def side(label):
@@ -184,56 +215,218 @@ def comparisons() -> list[dict]:
     for claim, a, b in pairs:
         for task in CODES:
             out.append({"claim": claim, "task": task, "a": side(a), "b": side(b)})
+    for a in ENSEMBLE_STUDENTS:
+        for task in CODES:
+            out.append({"claim": ENSEMBLE_CLAIM, "task": task, "a": side(a), "b": side("Ensemble (M1 teachers)")})
     for a in PROBE_MODELS:
         for task in PROBE_TASKS:
             out.append({"claim": PROBE_CLAIM, "task": task, "a": side(a), "b": dict(PROBE)})
     return out
 
 
-def _row(claim, task, comparison, scope, ps_used, diffs, paper) -> dict:
+# ---------------------------------------------------------------- per-image predictions for the bootstrap
+
+def _predictions(res) -> dict | None:
+    from repro.engine.evaluate import PER_IMAGE_KEY
+
+    return res.get(PER_IMAGE_KEY) if isinstance(res, dict) else None
+
+
+def model_predictions(df: pd.DataFrame, stage: str, name: str) -> dict[tuple[int, int], list]:
+    """``{(p, seed): [per-image test predictions]}`` of one model (None where the result file has none)."""
+    if df is None or df.empty or "result" not in df:
+        return {}
+    sel = df[(df["stage"] == stage) & (df["name"] == name)]
+    return {(int(r.p), int(r.seed)): [_predictions(r.result)] for r in sel.itertuples()}
+
+
+def tau_predictions(df: pd.DataFrame, task: str, taus: Iterable[float]) -> dict[tuple[int, int], list]:
+    """``{(p, seed): [per-image test predictions of each τ-study student of ``task`` with τ in taus]}``."""
+    if df is None or df.empty or "result" not in df or "tau" not in df:
+        return {}
+    taus = [float(t) for t in taus]
+    sel = df[(df["stage"] == "tau") & (df["tau_task"] == task) & df["tau"].astype(float).isin(taus)]
+    out: dict[tuple[int, int], list] = {}
+    for r in sel.itertuples():
+        out.setdefault((int(r.p), int(r.seed)), []).append(_predictions(r.result))
+    return {k: v for k, v in out.items() if len(v) == len(taus)}
+
+
+def _task_data(pred: dict, key: str, kind: str) -> dict | None:
+    part = pred.get(key) if isinstance(pred, dict) else None
+    if not isinstance(part, dict):
+        return None
+    if kind == "mean":
+        return {"value": np.asarray(part["bleu_paper"], dtype=float)} if "bleu_paper" in part else None
+    return {"true": np.asarray(part["true"]), "pred": np.asarray(part["pred"])} if "pred" in part else None
+
+
+def bootstrap_groups(index: Iterable[tuple[int, int]], rec_a: dict, rec_b: dict, key: str,
+                     kind: str) -> tuple[list[dict], int]:
+    """Groups (one per seed) for :func:`repro.analysis.stats.hierarchical_bootstrap` from the per-image
+    predictions of A and B at the ``(p, seed)`` pairs of ``index``; ``(groups, pairs lacking them)``.
+    A pair counts as lacking when either side has no predictions for the task or the two sides (or
+    the seed's other pairs) were tested on other images."""
+    groups: dict[int, dict] = {}
+    missing = 0
+    for p, seed in index:
+        la, lb = rec_a.get((p, seed)), rec_b.get((p, seed))
+        preds = (la or []) + (lb or [])
+        if not la or not lb or any(x is None for x in preds):
+            missing += 1
+            continue
+        images = preds[0].get("image")
+        data_a = [_task_data(x, key, kind) for x in la]
+        data_b = [_task_data(x, key, kind) for x in lb]
+        g = groups.get(seed)
+        if (any(d is None for d in data_a + data_b) or any(x.get("image") != images for x in preds)
+                or (g is not None and g["images"] != images)):
+            missing += 1
+            continue
+        if g is None:
+            g = groups[seed] = {"images": images, "patients": np.asarray(preds[0]["patient_id"]), "pairs": []}
+        # A − B of means over τ sets = the mean over all (a, b) combinations
+        g["pairs"].extend((a, b) for a in data_a for b in data_b)
+    return list(groups.values()), missing
+
+
+def _test(diffs: pd.Series, rec_a: dict, rec_b: dict, key: str, kind: str, n_boot: int) -> dict:
+    """The tests of one row on one metric: t-interval, bootstrap with test sampling where possible,
+    p-value, raw verdict, standard error and minimum detectable effect."""
     effect, lo, hi, v = verdict(diffs.to_numpy())
-    blo, bhi = bootstrap_ci(diffs.to_numpy())
-    return {"claim": claim, "task": task, "comparison": comparison, "scope": scope, "p": ps_used,
-            "n_pairs": int(diffs.size), "effect": effect, "ci_low": lo, "ci_high": hi, "verdict": v,
-            "boot_low": blo, "boot_high": bhi, "paper_effect": paper}
+    n = int(np.isfinite(diffs.to_numpy(dtype=float)).sum()) if diffs.size else 0
+    out = {"effect": effect, "ci_low": lo, "ci_high": hi, "boot_low": float("nan"), "boot_high": float("nan")}
+    groups, missing = bootstrap_groups(diffs.index, rec_a, rec_b, key, kind) if n else ([], 0)
+    if n >= 2 and not missing and groups:
+        b = S.hierarchical_bootstrap(groups, kind, n_boot=n_boot)
+        out.update(boot_low=b["low"], boot_high=b["high"], boot_method=BOOT_TEST, p_value=b["p_value"],
+                   se=b["se"], mde=S.mde(b["se"]))
+        v = "supported" if b["low"] > 0 else "not supported" if b["high"] < 0 else "inconclusive"
+    else:
+        se = float(np.nanstd(diffs.to_numpy(dtype=float), ddof=1)) / math.sqrt(n) if n >= 2 else float("nan")
+        out.update(boot_method=BOOT_NONE.format(missing=missing, total=n) if n else "none (no pairs)",
+                   p_value=S.t_p_value(diffs.to_numpy()), se=se, mde=S.mde(se, df=n - 1) if n >= 2 else float("nan"))
+    out["verdict"] = v
+    return out
+
+
+def _row(claim, task, comparison, scope, ps_used, diffs, paper, main: dict, acc: dict | None) -> dict:
+    row = {"claim": claim, "task": task, "comparison": comparison, "scope": scope, "p": ps_used,
+           "n_pairs": int(diffs.size), "paper_effect": paper, **main,
+           "effect_acc": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
+           "p_value_acc": float("nan"), "verdict_acc": "", "p_holm": float("nan"), "p_holm_acc": float("nan"),
+           "verdict_holm": "", "verdict_acc_holm": "", "metrics_disagree": False, "reading": ""}
+    if acc is not None:
+        lo, hi = (acc["boot_low"], acc["boot_high"]) if acc["boot_method"] == BOOT_TEST else (acc["ci_low"], acc["ci_high"])
+        row.update(effect_acc=acc["effect"], acc_low=lo, acc_high=hi, p_value_acc=acc["p_value"],
+                   verdict_acc=acc["verdict"])
+    return row
 
 
 def _ps_label(ps: Sequence[int]) -> str:
     return ", ".join(str(int(p)) for p in sorted(set(ps))) if len(ps) else "–"
 
 
-def claims_table(df: pd.DataFrame, per_p: bool = False) -> pd.DataFrame:
-    """One row per (claim, task[, p]): paired effect A − B, 95 % CI, verdict, the paper's effect.
+def _scores_and_predictions(df, side: dict, task: str, col: str | None = None):
+    """``(scores by (p, seed), per-image predictions by (p, seed))`` of one side of a comparison."""
+    if side.get("taus") is not None:
+        return tau_scores(df, task, side["taus"], col), tau_predictions(df, task, side["taus"])
+    return model_scores(df, side["stage"], side["name"], task, col), model_predictions(df, side["stage"], side["name"])
 
-    ``p`` lists the fractions the pairs come from; ``scope`` is "pooled over p" (claims 1–4),
-    "smallest p" (the τ claim, at the smallest p with τ-study runs) or, with ``per_p``,
-    "one p" for a row per single p after each pooled row of claims 1–4.
+
+def _rows_for(df, claim, task, a, b, comp, scope_pooled, paper_of, per_p, only_p=None, n_boot=N_BOOT) -> list[dict]:
+    sa, ra = _scores_and_predictions(df, a, task)
+    sb, rb = _scores_and_predictions(df, b, task)
+    diffs = paired_differences(sa, sb, p=only_p)
+    acc_diffs = None
+    if task == "T1":
+        aa, _ = _scores_and_predictions(df, a, task, "T1_acc")
+        ab, _ = _scores_and_predictions(df, b, task, "T1_acc")
+        acc_diffs = paired_differences(aa, ab, p=only_p)
+    ps = sorted(set(diffs.index.get_level_values("p"))) if diffs.size else []
+    key, kind = PER_IMAGE[task]
+
+    def tests(d, ad, boots):
+        main = _test(d, ra, rb, key, kind, boots)
+        acc = _test(ad, ra, rb, *PER_IMAGE_ACC, boots) if ad is not None else None
+        return main, acc
+
+    main, acc = tests(diffs, acc_diffs, n_boot)
+    label = str(only_p) if only_p is not None else _ps_label(ps)
+    rows = [_row(claim, task, comp, scope_pooled, label, diffs, paper_of(ps or ([only_p] if only_p else P_VALUES)),
+                 main, acc)]
+    if per_p:
+        for p in ps:
+            d = diffs[diffs.index.get_level_values("p") == p]
+            ad = acc_diffs[acc_diffs.index.get_level_values("p") == p] if acc_diffs is not None else None
+            m, a2 = tests(d, ad, max(n_boot // 4, 200))   # per-p rows are descriptive
+            rows.append(_row(claim, task, comp, "one p", str(p), d, paper_of([p]), m, a2))
+    return rows
+
+
+def claims_table(df: pd.DataFrame, per_p: bool = False, n_boot: int = N_BOOT) -> pd.DataFrame:
+    """One row per (claim, task[, p]): paired effect A − B, t-interval, bootstrap interval with test
+    sampling, raw and Holm-adjusted verdicts, the same on T1 accuracy, the minimum detectable effect and
+    the paper's effect (module docstring).
+
+    ``p`` lists the fractions the pairs come from; ``scope`` is "pooled over p" (claims 1–4, the probe
+    and the ensemble comparisons), "smallest p" (the τ claim, at the smallest p with τ-study runs) or,
+    with ``per_p``, "one p" for a row per single p after each pooled row.
     """
     rows = []
     for c in comparisons():
         a, b, task = c["a"], c["b"], c["task"]
-        diffs = paired_differences(model_scores(df, a["stage"], a["name"], task),
-                                   model_scores(df, b["stage"], b["name"], task))
-        ps = sorted(set(diffs.index.get_level_values("p"))) if diffs.size else []
         comp = f"{a['label']} − {b['label']}"
-        paper = paper_effect(a["ref"], b["ref"], task, ps or P_VALUES) if b["ref"] else float("nan")
-        rows.append(_row(c["claim"], task, comp, "pooled over p", _ps_label(ps), diffs, paper))
-        if per_p:
-            for p in ps:
-                d = diffs[diffs.index.get_level_values("p") == p]
-                rows.append(_row(c["claim"], task, comp, "one p", str(p), d,
-                                 paper_effect(a["ref"], b["ref"], task, [p]) if b["ref"] else float("nan")))
+
+        def paper_of(ps, a=a, b=b, task=task):
+            return paper_effect(a["ref"], b["ref"], task, ps) if b["ref"] else float("nan")
+
+        rows.extend(_rows_for(df, c["claim"], task, a, b, comp, "pooled over p", paper_of, per_p, n_boot=n_boot))
 
     tau_ps = []
     if df is not None and not df.empty and "stage" in df:
         tau_ps = sorted(set(df.loc[df["stage"] == "tau", "p"].dropna().astype(int)))
     p_small = tau_ps[0] if tau_ps else min(P_VALUES)
     for task in CODES:
-        diffs = paired_differences(tau_scores(df, task, HIGH_TAUS), tau_scores(df, task, LOW_TAUS), p=p_small)
-        rows.append(_row("higher τ better at small p", task, "τ ∈ {5, 10} − τ ∈ {0.5, 1}", "smallest p",
-                         str(p_small), diffs,
-                         paper_tau_effect(task, p_small)))
-    return pd.DataFrame(rows, columns=COLUMNS)
+        rows.extend(_rows_for(df, "higher τ better at small p", task, {"taus": HIGH_TAUS}, {"taus": LOW_TAUS},
+                              "τ ∈ {5, 10} − τ ∈ {0.5, 1}", "smallest p",
+                              lambda ps, task=task: paper_tau_effect(task, p_small), False, only_p=p_small,
+                              n_boot=n_boot))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return adjust(table)
+
+
+def adjust(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm over the family of pooled rows' tests (each row's metric, and T1 rows' accuracy), the
+    adjusted verdicts, the metric-disagreement flag and the reading ("inconclusive: smaller than X")."""
+    if table.empty:
+        return table
+    t = table.copy()
+    pooled = (t["scope"] != "one p").to_numpy()
+    family = np.concatenate([t["p_value"].to_numpy(dtype=float)[pooled], t["p_value_acc"].to_numpy(dtype=float)[pooled]])
+    adj = S.holm(family)
+    k = int(pooled.sum())
+    t.loc[pooled, "p_holm"] = adj[:k]
+    t.loc[pooled, "p_holm_acc"] = adj[k:]
+    t["verdict_holm"] = [S.verdict_from(e, q) if pool else "" for e, q, pool in
+                         zip(t["effect"], t["p_holm"], pooled)]
+    t["verdict_acc_holm"] = [S.verdict_from(e, q) if pool and v else "" for e, q, v, pool in
+                             zip(t["effect_acc"], t["p_holm_acc"], t["verdict_acc"], pooled)]
+    t["metrics_disagree"] = [bool(va) and (v != va or (pool and vh != vah)) for v, va, vh, vah, pool in
+                             zip(t["verdict"], t["verdict_acc"], t["verdict_holm"], t["verdict_acc_holm"], pooled)]
+    t["reading"] = [reading(vh if pool else v, m, n) for v, vh, m, n, pool in
+                    zip(t["verdict"], t["verdict_holm"], t["mde"], t["n_pairs"], pooled)]
+    return t
+
+
+def reading(verdict_text: str, mde: float, n_pairs: int) -> str:
+    """A verdict in words: "inconclusive: smaller than 0.034" says the study could only have seen an
+    effect of at least its minimum detectable effect (80 % power, two-sided α = 0.05)."""
+    if verdict_text != "inconclusive":
+        return verdict_text
+    if n_pairs < 2 or not np.isfinite(mde):
+        return "inconclusive: too few pairs to test"
+    return f"inconclusive: smaller than {mde:.3f}"
 
 
 def beats_probe(claims: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
@@ -257,3 +450,62 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
     pooled = claims[claims["scope"] != "one p"]
     out = pooled.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
     return out.reindex(columns=["supported", "not supported", "inconclusive"], fill_value=0)
+
+
+# ---------------------------------------------------------------- display (report and README)
+
+METHOD_NOTE = (
+    "Effect: mean paired difference A − B over (p, seed) pairs. t-interval: 95 % over the pairs, as if they "
+    "were independent (they are not: nested L_p, shared teachers). Bootstrap: 95 % percentile interval of a "
+    "paired bootstrap that resamples seeds and, within each seed, its test patients (both eyes together), "
+    "recomputing both models' metric on the same images (2,000 replicates); '–' where the result files hold "
+    "no per-image test predictions. Holm: verdict after Holm's adjustment over every pooled test in the "
+    "table (each claim on its metric, and T1 claims on accuracy). MDE: the smallest effect this study would "
+    "detect with 80 % power at two-sided α = 0.05, from the observed standard error; 'inconclusive: smaller "
+    "than X' means an effect of X or more would probably have been seen, not that there is none.")
+
+
+def claims_display(claims: pd.DataFrame, digits: int = 3, pooled_only: bool = True) -> pd.DataFrame:
+    """The claims table as the report and README show it: claim, task, comparison, pairs, effect,
+    t-interval, bootstrap interval (with test sampling), raw and Holm verdicts (in words, with the MDE),
+    verdict on accuracy (T1: raw, and Holm where it differs; "≠" marks disagreement with the main
+    metric), MDE and the paper's effect."""
+    if claims is None or claims.empty:
+        return pd.DataFrame()
+    rows = claims[claims["scope"] != "one p"] if pooled_only else claims
+
+    def signed(v):
+        return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
+
+    def ci(lo, hi):
+        return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+    def acc(r):
+        if not r["verdict_acc"]:
+            return "same metric" if r["task"] == "T2" else "–"
+        text = f"{signed(r['effect_acc'])} {ci(r['acc_low'], r['acc_high'])} {r['verdict_acc']}"
+        if r["verdict_acc_holm"] and r["verdict_acc_holm"] != r["verdict_acc"]:
+            text += f", Holm: {r['verdict_acc_holm']}"
+        return text + (" (≠ balanced accuracy)" if r["metrics_disagree"] else "")
+
+    return pd.DataFrame({
+        "claim": rows["claim"], "task": rows["task"], "comparison": rows["comparison"], "p": rows["p"],
+        "pairs": rows["n_pairs"], "effect": rows["effect"].map(signed),
+        "95% t-interval": [ci(a, b) for a, b in zip(rows["ci_low"], rows["ci_high"])],
+        "95% bootstrap (seeds + test patients)": [ci(a, b) for a, b in zip(rows["boot_low"], rows["boot_high"])],
+        "verdict (raw)": rows["verdict"],
+        "verdict (Holm)": [r["reading"] for _, r in rows.iterrows()],
+        "verdict on accuracy (Holm)": [acc(r) for _, r in rows.iterrows()],
+        "MDE (80 %)": rows["mde"].map(lambda v: "–" if not np.isfinite(v) else f"{v:.{digits}f}"),
+        "paper effect": rows["paper_effect"].map(signed),
+    }).reset_index(drop=True)
+
+
+def claims_markdown(claims: pd.DataFrame, digits: int = 3) -> str:
+    """:func:`claims_display` as a GitHub markdown table followed by :data:`METHOD_NOTE`."""
+    t = claims_display(claims, digits)
+    if t.empty:
+        return "_No claims: no results._"
+    head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
+    body = "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in t.itertuples(index=False))
+    return head + body + "\n" + METHOD_NOTE + "\n"

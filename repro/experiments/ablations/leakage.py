@@ -39,11 +39,12 @@ def image_split_context(ctx: Context) -> Context:
     prep = ctx.prepared
     folder = ctx.runs_dir / SPLIT_FOLDER
     path = folder / prep.split_file.name   # the name prepare_data looks for; the folder sets it apart
-    frame = image_level_split(read_split(prep.split_file), ctx.profile.split_seed)
+    frame = image_level_split(read_split(prep.split_file), prep.split_seed)
     text = split_to_csv(frame)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
-    img = prepare_data(data_root=prep.data_root, profile=ctx.profile, split_directory=folder, with_images=False,
+    img = prepare_data(data_root=prep.data_root, profile=ctx.profile, split_seed=prep.split_seed,
+                       split_directory=folder, with_images=False,
                        skip_bad_images=len(prep.bad_images) > 0)
     same_images = np.array_equal(img.manifest["image"].to_numpy(), prep.manifest["image"].to_numpy())
     split_used = (img.split_file.resolve() == path.resolve()
