@@ -199,7 +199,8 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
         _check_sweep_outputs(args, runs)
     try:
         report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
-                           kernel_name=args.kernel, command=command)
+                           kernel_name=args.kernel, command=command,
+                           chain=not getattr(args, "kernel_per_notebook", False))
     except SweepInterrupted as exc:
         print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
@@ -220,6 +221,8 @@ def add_sweep(subparsers: Any) -> None:
     sp.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="SEED",
                     help=f"seeds (default: {' '.join(map(str, DEFAULT_SEEDS))})")
     sp.add_argument("--stop-on-error", action="store_true", help="stop at the first failed run")
+    sp.add_argument("--kernel-per-notebook", action="store_true",
+                    help="start a kernel for every run (default: the runs of one p and seed share one kernel)")
     _common_args(sp)
     sp.set_defaults(func=_cmd_sweep)
 

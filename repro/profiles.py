@@ -58,6 +58,9 @@ class Profile:
     device: str = "auto"
     num_threads: int | None = None
     split_seed: int = 0
+    feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
+    val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
+    caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from repro.errors import ConfigError, MissingStageError
 from repro.io import clean_stale_temps, read_json, write_json
 from repro.names import P_VALUES, SUBSETS, TASKS, subset_code
 from repro.paths import check_writable, layout, layout_for_results, project_relative
+from repro.phases import DATA, EVALUATION, FEATURES, TRAINING, VALIDATION, WRITING, move, phase
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
 
@@ -108,8 +109,9 @@ class Context:
             from repro.models.inputbank import InputBank
 
             model = model or self.new_model(("coarse",))
-            self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
-                                   cache_root=self.cache_dir)
+            with phase(FEATURES):
+                self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
+                                       cache_root=self.cache_dir, precision=self.profile.feature_precision)
         return self._bank
 
     def checkpoint_extra(self, stage: str, name: str) -> dict[str, Any]:
@@ -140,8 +142,9 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
     runs = Path(runs_dir).expanduser() if runs_dir else lay.profile_runs(name)
     for folder, what in ((res, "results folder"), (runs, "runs folder"), (lay.cache, "cache folder")):
         check_writable(folder, what)
-    prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())),
-                         bool(skip_bad_images), bool(strict_keywords), lay)
+    with phase(DATA):
+        prepared = _prepared(None if data_root is None else str(data_root), name, tuple(sorted(overrides.items())),
+                             bool(skip_bad_images), bool(strict_keywords), lay)
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
                   device=resolve_device(prof.device), cache_dir=lay.cache)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
@@ -169,13 +172,19 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     t0 = time.perf_counter()
     bank = ctx.bank(model)
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
-    prof = replace(ctx.profile, max_epochs=max_epochs) if max_epochs else ctx.profile
-    fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
-             desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
+    prof = replace(ctx.profile, max_epochs=stage_epochs(ctx.profile, stage.tasks, max_epochs))
+    with phase(TRAINING):
+        t_fit = time.perf_counter()
+        fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
+                 desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
+    move(TRAINING, VALIDATION, time.perf_counter() - t_fit - fr.train_seconds)  # fit's per-epoch validation
     max_len = ctx.profile.max_caption_len + 1
-    val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
-    test_metrics = score_predictions(ctx.prepared, test_idx, predict(model, bank, test_idx, max_len=max_len))
-    save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
+    with phase(EVALUATION):
+        val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len),
+                                        detail=False)
+        test_metrics = score_predictions(ctx.prepared, test_idx, predict(model, bank, test_idx, max_len=max_len))
+    with phase(WRITING):
+        save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
     result = {
         "schema": 1,
         "stage": stage_name,
@@ -206,8 +215,18 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
         "git_commit": git_commit(),
         "versions": versions(),
     }
-    write_json(res_path, result)
+    with phase(WRITING):
+        write_json(res_path, result)
     return result
+
+
+def stage_epochs(profile: Profile, tasks, max_epochs: int | None = None) -> int:
+    """Epoch cap of a stage: ``max_epochs`` (the stage's own cap, e.g. ``kd_max_epochs``) or the profile's,
+    lowered to ``profile.caption_max_epochs`` when the stage trains the caption task."""
+    cap = int(max_epochs or profile.max_epochs)
+    if "caption" in tuple(tasks) and profile.caption_max_epochs:
+        cap = min(cap, int(profile.caption_max_epochs))
+    return cap
 
 
 def _train_command(ctx: Context, stage: str) -> str:
