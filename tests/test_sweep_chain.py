@@ -1,0 +1,168 @@
+"""One kernel per (p, seed) chain (repro.sweep.chain): sharing, isolation, phases, resume, and the same
+results as a kernel per notebook on the real notebooks.
+
+Fixture notebooks in tests/fixtures/chain: ``01_first`` (spends 0.4 s in phase ``training`` and 0.2 s in
+``validation``, leaves a variable behind) and ``02_second`` (records its kernel's pid and whether it sees
+that variable; can sleep).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from repro.paths import PROJECT_ROOT
+from repro.phases import TRAINING, VALIDATION, move, phase, take, totals
+from repro.sweep.chain import KERNEL_START
+from repro.sweep.plan import plan_sweep
+from repro.sweep.run import OTHER, run_sweep
+
+FIX = Path(__file__).parent / "fixtures" / "chain"
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def test_phases_count_each_second_once():
+    take()
+    with phase("a"):
+        time.sleep(0.05)
+        with phase("b"):
+            time.sleep(0.1)
+        time.sleep(0.05)
+    got = totals()
+    assert got["a"] == pytest.approx(0.1, abs=0.04) and got["b"] == pytest.approx(0.1, abs=0.04)
+    move("a", "c", 0.05)
+    move("b", "c", 99)  # at most what b holds
+    got = take()
+    assert got["c"] == pytest.approx(0.05 + got.get("b", 0.0) + 0.1, abs=0.04) and "b" not in got
+    assert take() == {}
+
+
+def test_chain_shares_a_kernel_per_p_seed_with_a_clean_namespace(tmp_path):
+    runs = plan_sweep(None, "smoke", [15, 30], [0], results_root=tmp_path, notebooks_dir=FIX)
+    assert [r.name for r in runs] == ["01_first p15 seed0", "02_second p15 seed0",
+                                      "01_first p30 seed0", "02_second p30 seed0"]
+    report = run_sweep(runs, log=lambda s: None)
+    assert report.done == 4
+    rdir = tmp_path / "smoke"
+    pid = {(nb, p): _read(rdir / f"p{p}" / "seed0" / f"{nb}.json")["pid"]
+           for nb in ("01_first", "02_second") for p in (15, 30)}
+    assert pid[("01_first", 15)] == pid[("02_second", 15)] != pid[("01_first", 30)] == pid[("02_second", 30)]
+    assert not _read(rdir / "p15" / "seed0" / "02_second.json")["sees_01_namespace"]
+    assert (rdir / "executed" / "02_second" / "p15-seed0.ipynb").exists()
+
+    record = _read(rdir / "sweep.json")
+    runs_rec = record["runs"]
+    firsts, seconds = (runs_rec[f"01_first/p{p}/seed0"] for p in (15, 30)), (runs_rec[f"02_second/p{p}/seed0"] for p in (15, 30))
+    for r in firsts:   # the chain's first run starts the kernel and spent 0.4 s training, 0.2 s validating
+        assert r["phases"][KERNEL_START] > 0
+        assert r["phases"][TRAINING] == pytest.approx(0.4, abs=0.15)
+        assert r["phases"][VALIDATION] == pytest.approx(0.2, abs=0.1)
+    for r in seconds:  # reused the kernel
+        assert KERNEL_START not in r["phases"]
+    for r in runs_rec.values():  # phases sum to the run's wall time, "other" is the remainder
+        assert r["phases"][OTHER] >= 0
+        assert sum(r["phases"].values()) == pytest.approx(r["wall_s"], abs=0.01)
+    total = record["phases_s"]
+    assert sum(total.values()) == pytest.approx(sum(r["wall_s"] for r in runs_rec.values()), abs=0.05)
+    assert sum(total.values()) <= record["wall_s"]
+    assert total[TRAINING] == pytest.approx(0.8, abs=0.3)
+    assert record["segments"][0]["chain"] is True
+    assert record["feature_cache_build_s"] is None
+
+
+def test_kernel_per_notebook(tmp_path):
+    runs = plan_sweep(None, "smoke", [15], [0], results_root=tmp_path, notebooks_dir=FIX)
+    assert run_sweep(runs, log=lambda s: None, chain=False).done == 2
+    run = tmp_path / "smoke" / "p15" / "seed0"
+    assert _read(run / "01_first.json")["pid"] != _read(run / "02_second.json")["pid"]
+    phases = _read(tmp_path / "smoke" / "sweep.json")["runs"]["02_second/p15/seed0"]["phases"]
+    assert phases[KERNEL_START] > 0
+
+
+def test_killed_chain_resumes_in_a_fresh_kernel(tmp_path):
+    """Kill the sweep while 02_second runs: 01_first's result stays and is skipped; 02_second runs again."""
+    rdir = tmp_path / "smoke"
+    cmd = [sys.executable, "-m", "repro", "sweep", "--profile", "smoke", "--notebooks-dir", str(FIX),
+           "--p", "15", "--seeds", "0", "--results-root", str(tmp_path)]
+    proc = subprocess.Popen(cmd + ["--param", "sleep_s=60"], cwd=PROJECT_ROOT, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    try:
+        while not list((rdir / "executed" / "02_second").glob(".p15-seed0.*.partial.ipynb")):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "the chain did not reach 02_second in time"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    first = _read(rdir / "p15" / "seed0" / "01_first.json")
+    assert not (rdir / "p15" / "seed0" / "02_second.json").exists()
+
+    res = subprocess.run(cmd, cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True, timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "01_first p15 seed0: skipped: result exists" in res.stdout
+    second = _read(rdir / "p15" / "seed0" / "02_second.json")
+    assert second["pid"] != first["pid"] and not second["sees_01_namespace"]
+    record = _read(rdir / "sweep.json")
+    assert [s["status"] for s in record["segments"]] == ["killed", "finished"]
+    assert record["runs"]["02_second/p15/seed0"]["status"] == "done"
+    assert KERNEL_START in record["runs"]["02_second/p15/seed0"]["phases"]
+
+
+SMOKE_CHAIN = ("01_m1_teachers", "04_temperature", "02_m2_distill", "03_m3_unlabeled")
+
+
+def _metrics(folder: Path) -> dict[str, dict]:
+    """Every stage result's test and validation metrics (the files each notebook's models wrote)."""
+    out = {}
+    for q in sorted(folder.glob("*.json")):
+        doc = _read(q)
+        if isinstance(doc, dict) and "metrics" in doc:
+            out[q.name] = {"metrics": doc["metrics"], "best_epoch": doc.get("best_epoch"),
+                           "history": [{k: v for k, v in h.items() if k.startswith(("train/", "val/"))}
+                                       for h in doc.get("history", [])]}
+    return out
+
+
+def test_chain_gives_the_same_results_as_a_kernel_per_notebook(odir_root, tmp_path, monkeypatch):
+    """The smoke chain 01 -> 04 -> 02 -> 03 of p = 15, seed 0, in one kernel and in a kernel per notebook
+    (own runs folders, so nothing is reused between them): the same metrics in every result file."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    got = {}
+    for mode in ("chain", "per-notebook"):
+        monkeypatch.setenv("REPRO_RUNS", str(tmp_path / mode / "runs"))
+        monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))   # the feature cache may be shared
+        runs = plan_sweep(list(SMOKE_CHAIN), "smoke", [15], [0], results_root=tmp_path / mode,
+                          data_root=odir_root)
+        assert [r.stem for r in runs] == ["01_m1_teachers", "04_temperature", "02_m2_distill", "03_m3_unlabeled"]
+        report = run_sweep(runs, log=lambda s: None, chain=mode == "chain")
+        assert report.done == 4, report.summary()
+        got[mode] = (_metrics(tmp_path / mode / "smoke" / "p15" / "seed0"),
+                     _read(tmp_path / mode / "smoke" / "sweep.json"))
+    (chain, rec_chain), (single, rec_single) = got["chain"], got["per-notebook"]
+    assert len(chain) >= 20 and chain.keys() == single.keys()
+    for name in chain:
+        assert chain[name] == single[name], name
+    starts = [r["phases"].get(KERNEL_START, 0.0) > 0 for r in rec_chain["runs"].values()]
+    assert starts == [True, False, False, False]
+    assert all(r["phases"].get(KERNEL_START, 0.0) > 0 for r in rec_single["runs"].values())
+    for rec in (rec_chain, rec_single):
+        assert {"data_preparation", "training", "evaluation", "writing", OTHER} <= set(rec["phases_s"])
