@@ -340,6 +340,8 @@ def add_evaluate(sub) -> None:
 def cmd_bench(args) -> int:
     from repro.analysis.bench import run_bench
 
+    if args.floor:
+        return _bench_floor(args)
     r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs)
     for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
         print(f"{k:<32} {r[k]}")
@@ -350,12 +352,38 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_floor(args) -> int:
+    """The floor of one (p, seed) chain of the sweep record in the results folder: training and decoding vs wall."""
+    from repro.analysis.bench import chain_floor
+    from repro.io import read_json
+    from repro.names import SWEEP_FILE
+    from repro.paths import results_dir
+
+    path = results_dir(args.profile, Path(args.results_root).expanduser() if args.results_root else None) / SWEEP_FILE
+    if not path.exists():
+        raise ConfigError(f"no sweep record at {path}; run `python -m repro sweep --profile {args.profile}` first "
+                          "or point --results-root at the results root that holds it")
+    f = chain_floor(read_json(path), args.p, args.seed)
+    print(f"chain p={f['p']} seed={f['seed']} ({', '.join(f['notebooks'])}) from {path}")
+    print(f"{'wall_s':<32} {f['wall_s']:.1f}")
+    print(f"{'floor_s (training + decoding)':<32} {f['floor_s']:.1f}  ({f['floor_share']:.0%} of wall)")
+    for k, v in f["phases_s"].items():
+        print(f"  {k:<30} {v:.1f}")
+    return 0
+
+
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="training throughput: bare ceiling vs end-to-end M1 and M2-ensemble steps")
     p.add_argument("--profile", default="quick")
     p.add_argument("--data-root", default=None)
     p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end")
+    p.add_argument("--floor", action="store_true",
+                   help="instead of benchmarking: the floor of one (p, seed) chain of the sweep record "
+                        "(training and decoding seconds vs its wall time, every phase)")
+    p.add_argument("--results-root", default=None, help="with --floor: results root holding <profile>/sweep.json")
+    p.add_argument("--p", type=int, default=None, help="with --floor: the chain's p (default: the most complete chain)")
+    p.add_argument("--seed", type=int, default=None, help="with --floor: the chain's seed")
     p.set_defaults(func=cmd_bench)
 
 

@@ -110,3 +110,40 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
     }
     write_json(PROJECT_ROOT / "results" / "bench" / f"{dev}.json", result)
     return result
+
+
+# ---------------------------------------------------------------- the floor of a sweep's chain
+
+#: the phases that are the work itself: training steps, validation decoding and the test evaluation
+FLOOR_PHASES = ("training", "validation", "evaluation")
+
+
+def chain_floor(record: dict, p: int | None = None, seed: int | None = None) -> dict:
+    """The floor of one (p, seed) chain of a sweep record (``sweep.json``): its pure training and decoding
+    seconds (:data:`FLOOR_PHASES`) next to its wall time, with every phase summed over the chain's runs.
+
+    Without ``p``/``seed`` the chain with the most completed runs (then the lowest seed and p) is used."""
+    from repro.errors import ConfigError
+
+    chains: dict[tuple[int, int], dict[str, dict]] = {}
+    for key, r in (record.get("runs") or {}).items():
+        parts = key.split("/")
+        if len(parts) == 3 and r.get("status") == "done" and r.get("phases"):
+            chains.setdefault((int(parts[1][1:]), int(parts[2][4:])), {})[parts[0]] = r
+    if not chains:
+        raise ConfigError("the sweep record has no per-phase timings of a (p, seed) run; run the sweep with this "
+                          "version of the code first (`python -m repro sweep ...`)")
+    if p is None or seed is None:
+        (p, seed) = min(chains, key=lambda c: (-len(chains[c]), c[1], c[0]))
+    if (p, seed) not in chains:
+        raise ConfigError(f"the sweep record has no timed runs for p={p} seed={seed}; it has {sorted(chains)}")
+    runs = chains[(p, seed)]
+    phases: dict[str, float] = {}
+    for r in runs.values():
+        for name, sec in r["phases"].items():
+            phases[name] = phases.get(name, 0.0) + float(sec)
+    wall = sum(float(r["wall_s"]) for r in runs.values())
+    floor = sum(phases.get(k, 0.0) for k in FLOOR_PHASES)
+    return {"p": p, "seed": seed, "notebooks": sorted(runs), "wall_s": round(wall, 3), "floor_s": round(floor, 3),
+            "floor_share": round(floor / wall, 3) if wall else None,
+            "phases_s": {k: round(v, 3) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])}}

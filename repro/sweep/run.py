@@ -21,6 +21,12 @@ a segment, so the file keeps the whole history, and a sweep that skips every run
 leaves the file as it was.  One sweep at a time may use a results folder (lock file
 ``.sweep.lock``, a stale lock of a dead process is taken over).
 
+The runs of one (p, seed) that follow each other in the plan (01 -> 04 -> 02 -> 03) share one kernel
+(:mod:`repro.sweep.chain`): imports and data preparation are paid once per chain, each notebook still
+starts from an empty namespace and writes its own executed notebook and result. Each run's wall time
+is split into phases (kernel start, data preparation, feature and teacher caches, training, validation,
+evaluation, writing, other; :mod:`repro.phases`), recorded per run and summed in ``phases_s``.
+
 While a notebook runs, its printed output (training progress, one line per epoch,
 and warnings) is streamed line by line, prefixed with the run's name, to the sweep's
 log (:class:`_LineStream`); the sweep's own progress bar shows only on a terminal.
