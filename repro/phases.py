@@ -19,12 +19,13 @@ from typing import Iterator
 DATA = "data_preparation"
 FEATURE_BUILD = "feature_cache_build"
 FEATURES = "feature_loading"
+MODEL_SETUP = "model_setup"          # building a model (its encoder with pretrained weights) or loading a checkpoint
 TEACHER_CACHES = "teacher_caches"
 TRAINING = "training"
 VALIDATION = "validation"
 EVALUATION = "evaluation"
 WRITING = "writing"
-LIBRARY_PHASES = (DATA, FEATURE_BUILD, FEATURES, TEACHER_CACHES, TRAINING, VALIDATION, EVALUATION, WRITING)
+LIBRARY_PHASES = (DATA, FEATURE_BUILD, FEATURES, MODEL_SETUP, TEACHER_CACHES, TRAINING, VALIDATION, EVALUATION, WRITING)
 
 _totals: dict[str, float] = {}
 _stack: list[list] = []   # [name, start of the current exclusive stretch]

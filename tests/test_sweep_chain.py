@@ -127,7 +127,7 @@ def test_killed_chain_resumes_in_a_fresh_kernel(tmp_path):
     assert KERNEL_START in record["runs"]["02_second/p15/seed0"]["phases"]
 
 
-SMOKE_CHAIN = ("01_m1_teachers", "04_temperature", "02_m2_distill", "03_m3_unlabeled")
+SMOKE_CHAIN = ("01_m1_teachers", "04_temperature")
 
 
 def _metrics(folder: Path) -> dict[str, dict]:
@@ -143,8 +143,10 @@ def _metrics(folder: Path) -> dict[str, dict]:
 
 
 def test_chain_gives_the_same_results_as_a_kernel_per_notebook(odir_root, tmp_path, monkeypatch):
-    """The smoke chain 01 -> 04 -> 02 -> 03 of p = 15, seed 0, in one kernel and in a kernel per notebook
-    (own runs folders, so nothing is reused between them): the same metrics in every result file."""
+    """The smoke chain 01 -> 04 of p = 15, seed 0 (7 teachers, the probe, 12 τ-study students), in one kernel
+    and in a kernel per notebook (own runs folders, so nothing is reused between them): the same metrics,
+    best epochs and learning curves in every result file. 02 and 03 run the same code paths (checkpoint
+    loading, teacher caches, KD stages) and are left out to keep the test at a few minutes."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     got = {}
     for mode in ("chain", "per-notebook"):
@@ -152,7 +154,7 @@ def test_chain_gives_the_same_results_as_a_kernel_per_notebook(odir_root, tmp_pa
         monkeypatch.setenv("REPRO_CACHE", str(tmp_path / "cache"))   # the feature cache may be shared
         runs = plan_sweep(list(SMOKE_CHAIN), "smoke", [15], [0], results_root=tmp_path / mode,
                           data_root=odir_root)
-        assert [r.stem for r in runs] == ["01_m1_teachers", "04_temperature", "02_m2_distill", "03_m3_unlabeled"]
+        assert [r.stem for r in runs] == list(SMOKE_CHAIN)
         report = run_sweep(runs, log=lambda s: None, chain=mode == "chain")
         assert report.done == 4, report.summary()
         got[mode] = (_metrics(tmp_path / mode / "smoke" / "p15" / "seed0"),
@@ -162,7 +164,7 @@ def test_chain_gives_the_same_results_as_a_kernel_per_notebook(odir_root, tmp_pa
     for name in chain:
         assert chain[name] == single[name], name
     starts = [r["phases"].get(KERNEL_START, 0.0) > 0 for r in rec_chain["runs"].values()]
-    assert starts == [True, False, False, False]
+    assert starts == [True, False]
     assert all(r["phases"].get(KERNEL_START, 0.0) > 0 for r in rec_single["runs"].values())
     for rec in (rec_chain, rec_single):
         assert {"data_preparation", "training", "evaluation", "writing", OTHER} <= set(rec["phases_s"])

@@ -24,7 +24,7 @@ from repro.errors import ConfigError, MissingStageError
 from repro.io import clean_stale_temps, read_json, write_json
 from repro.names import P_VALUES, SUBSETS, TASKS, subset_code
 from repro.paths import check_writable, layout, layout_for_results, project_relative
-from repro.phases import DATA, EVALUATION, FEATURES, TRAINING, VALIDATION, WRITING, move, phase
+from repro.phases import DATA, EVALUATION, FEATURES, MODEL_SETUP, TRAINING, VALIDATION, WRITING, move, phase
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
 
@@ -89,15 +89,16 @@ class Context:
 
         prof = self.profile
         torch.manual_seed(self.seed)  # the heads' initialisation is part of the seeded run
-        return MTLNet(
-            encoder=prof.encoder, tasks=tuple(tasks),
-            num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
-            vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
-            decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
-            hidden=prof.decoder_hidden, embed=prof.decoder_embed,
-            neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
-            head_hidden=prof.head_hidden, subclasses=prof.t1_subclasses,
-        ).to(self.device)
+        with phase(MODEL_SETUP):
+            return MTLNet(
+                encoder=prof.encoder, tasks=tuple(tasks),
+                num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
+                vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
+                decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
+                hidden=prof.decoder_hidden, embed=prof.decoder_embed,
+                neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
+                head_hidden=prof.head_hidden, subclasses=prof.t1_subclasses,
+            ).to(self.device)
 
     def for_seed(self, seed: int) -> "Context":
         """The same experiment with another seed: same data and folders, sharing the model inputs."""
@@ -282,7 +283,8 @@ def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
             f"{stage} model {name!r} for profile={ctx.profile.name} p={ctx.p} seed={ctx.seed} is missing "
             f"({project_relative(ckpt)}); run {how} first"
         )
-    model, payload = load_checkpoint(ckpt, map_location=ctx.device)
+    with phase(MODEL_SETUP):
+        model, payload = load_checkpoint(ckpt, map_location=ctx.device)
     check_checkpoint(ctx, ckpt, payload, stage)
     return model.to(ctx.device)
 

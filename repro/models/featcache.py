@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,17 @@ def _resolve(model_or_spec, trainable) -> tuple[FrozenTrunk, EncoderSpec, str | 
     if not isinstance(trunk, FrozenTrunk) or spec is None:
         raise ConfigError(f"trunk_feature_cache needs an MTLNet or an EncoderSpec, got {type(model_or_spec).__name__}")
     return trunk, spec, model_or_spec.trainable
+
+
+def native_bf16(device=None) -> bool:
+    """Whether bf16 arithmetic is native on ``device``: a CUDA device, or a CPU whose oneDNN has bf16 kernels."""
+    if device is not None and torch.device(device).type == "cuda":
+        return True
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check else False
+    except Exception:  # noqa: BLE001 - an older build without the check: treat as not native
+        return False
 
 
 def feature_dir(spec: EncoderSpec, trunk: FrozenTrunk, trainable, size: tuple[int, int], cache_key: str,
@@ -132,6 +144,9 @@ def trunk_feature_cache(model_or_spec, images: np.ndarray, views: tuple[str, ...
     for view in views:
         path = folder / f"{view}.npy"
         if not path.exists():
+            if precision == "bf16" and not native_bf16(device):
+                warnings.warn("feature_precision='bf16' on a CPU without native bf16 (AVX-512 BF16 / AMX): PyTorch "
+                              "emulates it, far slower than fp32; use feature_precision='fp32' here", stacklevel=2)
             with phase(FEATURE_BUILD):
                 _compute(trunk, spec, images, view, path, batch_size, np.dtype(dtype), device, progress, precision)
         arr = np.load(path, mmap_mode="c")
