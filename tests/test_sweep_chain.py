@@ -247,3 +247,43 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_prefix_free_teacher_outputs_are_shared_across_prefixes(tmp_path):
+    """A T1-only teacher never reads the caption prefix: the τ study (no prefix) and M3 (the M2's greedy
+    prefix) read one cache file; a caption teacher keeps one file per prefix."""
+    import numpy as np
+    import torch
+
+    from repro.distill.teacher_outputs import cached_outputs
+
+    class Bank:
+        views, device, from_trunk = ("orig", "hflip"), torch.device("cpu"), True
+        data = torch.randn(10, 6, generator=torch.Generator().manual_seed(0))
+
+        def batch(self, b, v):
+            return self.data[b] * (1 + v[:, None].float())
+
+    class Teacher(torch.nn.Module):
+        def __init__(self, tasks):
+            super().__init__()
+            self.tasks, self.lin = tasks, torch.nn.Linear(6, 3)
+
+        def forward(self, x, captions=None, from_trunk=True):
+            out = {"coarse": self.lin(x)}
+            if "caption" in self.tasks:
+                out["caption"] = self.lin(x)[:, None, :] + captions[:, :, None].float()
+            return out
+
+    ckpt = tmp_path / "t.pt"
+    ckpt.write_bytes(b"weights")
+    idx = np.arange(10)
+    prefixes = [np.zeros((2, 10, 4), dtype=np.int64), np.ones((2, 10, 4), dtype=np.int64)]
+    t1 = Teacher(("coarse",))
+    a = cached_outputs(tmp_path / "c1", ckpt, t1, Bank(), idx, None, "none")
+    b = cached_outputs(tmp_path / "c1", ckpt, t1, Bank(), idx, prefixes[1], "greedyabc")
+    assert len(list((tmp_path / "c1").glob("*.npz"))) == 1 and np.array_equal(a["coarse"], b["coarse"])
+    t3 = Teacher(("coarse", "caption"))
+    c = cached_outputs(tmp_path / "c3", ckpt, t3, Bank(), idx, prefixes[0], "true")
+    d = cached_outputs(tmp_path / "c3", ckpt, t3, Bank(), idx, prefixes[1], "greedyabc")
+    assert len(list((tmp_path / "c3").glob("*.npz"))) == 2 and not np.array_equal(c["caption"], d["caption"])
