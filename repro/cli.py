@@ -342,6 +342,11 @@ def cmd_bench(args) -> int:
 
     if args.floor:
         return _bench_floor(args)
+    if args.precision_check:
+        from repro.analysis.bench import feature_precision_drift
+
+        print(json.dumps(feature_precision_drift(args.profile, args.data_root, n=args.precision_check), indent=1))
+        return 0
     r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs)
     for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
         print(f"{k:<32} {r[k]}")
@@ -381,6 +386,9 @@ def add_bench(sub) -> None:
     p.add_argument("--floor", action="store_true",
                    help="instead of benchmarking: the floor of one (p, seed) chain of the sweep record "
                         "(training and decoding seconds vs its wall time, every phase)")
+    p.add_argument("--precision-check", type=int, default=0, metavar="N",
+                   help="instead of benchmarking: bf16 vs fp32 features of the frozen trunk on N random images "
+                        "(drift and seconds)")
     p.add_argument("--results-root", default=None, help="with --floor: results root holding <profile>/sweep.json")
     p.add_argument("--p", type=int, default=None, help="with --floor: the chain's p (default: the most complete chain)")
     p.add_argument("--seed", type=int, default=None, help="with --floor: the chain's seed")

@@ -287,3 +287,28 @@ def test_prefix_free_teacher_outputs_are_shared_across_prefixes(tmp_path):
     c = cached_outputs(tmp_path / "c3", ckpt, t3, Bank(), idx, prefixes[0], "true")
     d = cached_outputs(tmp_path / "c3", ckpt, t3, Bank(), idx, prefixes[1], "greedyabc")
     assert len(list((tmp_path / "c3").glob("*.npz"))) == 2 and not np.array_equal(c["caption"], d["caption"])
+
+
+def test_chain_floor_from_a_sweep_record():
+    from repro.analysis.bench import chain_floor
+    from repro.errors import ConfigError
+
+    def run(wall, **ph):
+        return {"status": "done", "wall_s": wall, "phases": ph}
+
+    record = {"runs": {
+        "00_data": run(3.0, other=3.0),
+        "01_m1_teachers/p15/seed0": run(10.0, kernel_start=1.0, training=4.0, validation=2.0, evaluation=1.0, other=2.0),
+        "02_m2_distill/p15/seed0": run(5.0, training=2.0, teacher_caches=1.0, other=2.0),
+        "01_m1_teachers/p30/seed0": run(9.0, training=9.0),
+        "02_m2_distill/p30/seed0": {"status": "failed", "wall_s": 1.0, "phases": {"other": 1.0}},
+    }}
+    f = chain_floor(record)   # the chain with the most completed runs
+    assert (f["p"], f["seed"], f["notebooks"]) == (15, 0, ["01_m1_teachers", "02_m2_distill"])
+    assert f["wall_s"] == 15.0 and f["floor_s"] == 9.0 and f["floor_share"] == 0.6
+    assert f["phases_s"]["training"] == 6.0 and f["phases_s"]["other"] == 4.0
+    assert chain_floor(record, 30, 0)["floor_s"] == 9.0
+    with pytest.raises(ConfigError, match="p=45 seed=0"):
+        chain_floor(record, 45, 0)
+    with pytest.raises(ConfigError, match="no per-phase timings"):
+        chain_floor({"runs": {"01_m1_teachers/p15/seed0": {"status": "done", "wall_s": 1.0}}})
