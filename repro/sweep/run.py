@@ -38,7 +38,7 @@ import os
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -242,7 +242,8 @@ def run_sweep(
             raise
         finally:
             current["name"] = ""
-            pool.close()
+            with suppress(Exception):  # a kernel that will not shut down must not cost the record
+                pool.close()
             bar.close()
             segment["peak_memory_mb"] = sampler.stop()
             segment["wall_s"] = round(time.monotonic() - t0, 3)
