@@ -264,7 +264,8 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
             check_results_current(runs, args.data_root, args.skip_bad_images, args.strict_keywords)
     try:
         report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
-                           kernel_name=args.kernel, command=command)
+                           kernel_name=args.kernel, command=command,
+                           chain=not getattr(args, "kernel_per_notebook", False))
     except SweepInterrupted as exc:
         print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
@@ -285,6 +286,8 @@ def add_sweep(subparsers: Any) -> None:
     sp.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), metavar="SEED",
                     help=f"seeds (default: {' '.join(map(str, DEFAULT_SEEDS))})")
     sp.add_argument("--stop-on-error", action="store_true", help="stop at the first failed run")
+    sp.add_argument("--kernel-per-notebook", action="store_true",
+                    help="start a kernel for every run (default: the runs of one p and seed share one kernel)")
     _common_args(sp)
     sp.set_defaults(func=_cmd_sweep)
 
@@ -427,6 +430,13 @@ def add_evaluate(sub) -> None:
 def cmd_bench(args) -> int:
     from repro.analysis.bench import run_bench
 
+    if args.floor:
+        return _bench_floor(args)
+    if args.precision_check:
+        from repro.analysis.bench import feature_precision_drift
+
+        print(json.dumps(feature_precision_drift(args.profile, args.data_root, n=args.precision_check), indent=1))
+        return 0
     r = run_bench(args.profile, args.data_root, steps=args.steps, epochs=args.epochs, results_root=args.results_root)
     for k in ("device", "profile", "encoder", "image_size", "trainable", "batch_size", "train_images"):
         print(f"{k:<32} {r[k]}")
@@ -437,6 +447,26 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bench_floor(args) -> int:
+    """The floor of one (p, seed) chain of the sweep record in the results folder: training and decoding vs wall."""
+    from repro.analysis.bench import chain_floor
+    from repro.io import read_json
+    from repro.names import SWEEP_FILE
+    from repro.paths import results_dir
+
+    path = results_dir(args.profile, Path(args.results_root).expanduser() if args.results_root else None) / SWEEP_FILE
+    if not path.exists():
+        raise ConfigError(f"no sweep record at {path}; run `python -m repro sweep --profile {args.profile}` first "
+                          "or point --results-root at the results root that holds it")
+    f = chain_floor(read_json(path), args.p, args.seed)
+    print(f"chain p={f['p']} seed={f['seed']} ({', '.join(f['notebooks'])}) from {path}")
+    print(f"{'wall_s':<32} {f['wall_s']:.1f}")
+    print(f"{'floor_s (training + decoding)':<32} {f['floor_s']:.1f}  ({f['floor_share']:.0%} of wall)")
+    for k, v in f["phases_s"].items():
+        print(f"  {k:<30} {v:.1f}")
+    return 0
+
+
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="training throughput: bare ceiling vs end-to-end M1 and M2-ensemble steps")
     _profile_flag(p)
@@ -444,7 +474,16 @@ def add_bench(sub) -> None:
     p.add_argument("--steps", type=int, default=30, help="steps timed for the bare ceiling (default: 30)")
     p.add_argument("--epochs", type=int, default=2, help="epochs timed end to end (default: 2)")
     _results_root_flag(p, "writes <results root>/bench/<device>.json (default: $REPRO_RESULTS, else "
-                          f"{_folder(DEFAULT_RESULTS_ROOT)}); --results-root results regenerates the committed file")
+                          f"{_folder(DEFAULT_RESULTS_ROOT)}); --results-root results regenerates the committed file; with --floor: the results root holding "
+                          "<profile>/sweep.json")
+    p.add_argument("--floor", action="store_true",
+                   help="instead of benchmarking: the floor of one (p, seed) chain of the sweep record "
+                        "(training and decoding seconds vs its wall time, every phase)")
+    p.add_argument("--precision-check", type=int, default=0, metavar="N",
+                   help="instead of benchmarking: bf16 vs fp32 features of the frozen trunk on N random images "
+                        "(drift and seconds)")
+    p.add_argument("--p", type=int, default=None, help="with --floor: the chain's p (default: the most complete chain)")
+    p.add_argument("--seed", type=int, default=None, help="with --floor: the chain's seed")
     p.set_defaults(func=cmd_bench)
 
 

@@ -94,6 +94,9 @@ class Profile:
     encoder_lr: float | None = None      # LR of the trained encoder stages (the encoder top); None: lr
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
     cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast
+    feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
+    val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
+    caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
     extra: tuple[tuple[str, Any], ...] = ()  # further settings, as (key, value) pairs; a mapping is accepted
 
     def __post_init__(self) -> None:

@@ -4,7 +4,6 @@ figures with alt text and none without data, and the report check catching each 
 from __future__ import annotations
 
 import base64
-import io
 
 import matplotlib
 

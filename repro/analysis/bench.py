@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from dataclasses import replace
 
 from repro.io import write_json
@@ -115,3 +116,84 @@ def run_bench(profile: str = "quick", data_root=None, steps: int = 30, epochs: i
     }
     out = write_json(lay.root / "bench" / f"{dev}.json", result)
     return {**result, "written_to": str(out)}
+
+
+# ---------------------------------------------------------------- the floor of a sweep's chain
+
+#: the phases that are the work itself: training steps, validation decoding and the test evaluation
+FLOOR_PHASES = ("training", "validation", "evaluation")
+
+
+def chain_floor(record: dict, p: int | None = None, seed: int | None = None) -> dict:
+    """The floor of one (p, seed) chain of a sweep record (``sweep.json``): its pure training and decoding
+    seconds (:data:`FLOOR_PHASES`) next to its wall time, with every phase summed over the chain's runs.
+
+    Without ``p``/``seed`` the chain with the most completed runs (then the lowest seed and p) is used."""
+    from repro.errors import ConfigError
+
+    chains: dict[tuple[int, int], dict[str, dict]] = {}
+    for key, r in (record.get("runs") or {}).items():
+        parts = key.split("/")
+        if len(parts) == 3 and r.get("status") == "done" and r.get("phases"):
+            chains.setdefault((int(parts[1][1:]), int(parts[2][4:])), {})[parts[0]] = r
+    if not chains:
+        raise ConfigError("the sweep record has no per-phase timings of a (p, seed) run; run the sweep with this "
+                          "version of the code first (`python -m repro sweep ...`)")
+    if p is None or seed is None:
+        (p, seed) = min(chains, key=lambda c: (-len(chains[c]), c[1], c[0]))
+    if (p, seed) not in chains:
+        raise ConfigError(f"the sweep record has no timed runs for p={p} seed={seed}; it has {sorted(chains)}")
+    runs = chains[(p, seed)]
+    phases: dict[str, float] = {}
+    for r in runs.values():
+        for name, sec in r["phases"].items():
+            phases[name] = phases.get(name, 0.0) + float(sec)
+    wall = sum(float(r["wall_s"]) for r in runs.values())
+    floor = sum(phases.get(k, 0.0) for k in FLOOR_PHASES)
+    return {"p": p, "seed": seed, "notebooks": sorted(runs), "wall_s": round(wall, 3), "floor_s": round(floor, 3),
+            "floor_share": round(floor / wall, 3) if wall else None,
+            "phases_s": {k: round(v, 3) for k, v in sorted(phases.items(), key=lambda kv: -kv[1])}}
+
+
+# ---------------------------------------------------------------- bf16 vs fp32 features of the frozen trunk
+
+def feature_precision_drift(profile: str = "quick", data_root=None, n: int = 256, seed: int = 0) -> dict:
+    """How far bf16 autocast moves the frozen trunk's cached features from fp32, and how long each takes,
+    on ``n`` images of the data set drawn at random (``seed``), decoded at the profile's image size."""
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from repro.data.imagecache import decode_image
+    from repro.data.sources import load_dataset
+    from repro.models.encoders import build_encoder, split_encoder
+    from repro.models.featcache import _compute, native_bf16
+    from repro.profiles import get_profile
+
+    prof = get_profile(profile)
+    paths = load_dataset(data_root).manifest["path"].astype(str).to_numpy()
+    pick = np.sort(np.random.default_rng(seed).choice(len(paths), min(n, len(paths)), replace=False))
+    images = np.stack([decode_image(paths[i], prof.image_size) for i in pick])
+    spec = build_encoder(prof.encoder, pretrained=prof.pretrained)
+    trunk, _ = split_encoder(spec, prof.trainable, taps=prof.taps)
+    feats, secs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for prec in ("fp32", "bf16"):
+            path = Path(tmp) / f"{prec}.npy"
+            t0 = time.perf_counter()
+            _compute(trunk, spec, images, "orig", path, 64, np.dtype(np.float32), torch.device("cpu"), False, prec)
+            secs[prec] = time.perf_counter() - t0
+            feats[prec] = np.load(path).reshape(len(images), -1)
+    a, b = feats["fp32"], feats["bf16"]
+    a16 = a.astype(np.float16).astype(np.float32)
+    norm = np.linalg.norm(a, axis=1)
+    cos = (a * b).sum(1) / norm / np.linalg.norm(b, axis=1)
+    rel = np.linalg.norm(a - b, axis=1) / norm
+    return {"profile": prof.name, "images": int(len(images)), "image_size": prof.image_size, "values": int(a.shape[1]),
+            "threads": torch.get_num_threads(), "native_bf16": native_bf16("cpu"),
+            "seconds": {k: round(v, 2) for k, v in secs.items()},
+            "max_abs_diff": float(np.abs(a - b).max()), "max_abs_fp32": float(np.abs(a).max()),
+            "rel_l2_per_image": {"mean": float(rel.mean()), "max": float(rel.max())},
+            "cosine_per_image": {"mean": float(cos.mean()), "min": float(cos.min())},
+            "float16_storage_rel_l2_mean": float((np.linalg.norm(a - a16, axis=1) / norm).mean())}

@@ -18,6 +18,7 @@ import torch
 
 from repro.device import autocast
 from repro.io import atomic_save
+from repro.phases import TEACHER_CACHES, phase
 
 
 def file_hash(path: str | Path, n: int = 16) -> str:
@@ -81,14 +82,19 @@ def greedy_prefix(model, bank, idx: np.ndarray, max_len: int, batch_size: int = 
 
 def cached_outputs(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarray, prefix: np.ndarray | None,
                    prefix_tag: str) -> dict[str, np.ndarray]:
-    """Load or compute (and store, atomically) the outputs of the teacher in ``ckpt``."""
-    key = f"{file_hash(ckpt)}-{prefix_tag}-{array_hash(idx)}-{'_'.join(bank.views)}"
+    """Load or compute (and store, atomically) the outputs of the teacher in ``ckpt``.
+
+    A teacher without the caption task never reads the prefix, so its file does not depend on it: the
+    τ study (no prefix) and M3 (the M2's greedy prefix) share the T1-/T2-only teachers' outputs."""
+    tag = prefix_tag if "caption" in model.tasks else "noprefix"
+    key = f"{file_hash(ckpt)}-{tag}-{array_hash(idx)}-{'_'.join(bank.views)}"
     path = Path(cache_dir) / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    out = compute_outputs(model, bank, idx, prefix)
-    atomic_save(path, lambda f: np.savez(f, **out))
+    with phase(TEACHER_CACHES):
+        if path.exists():
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        out = compute_outputs(model, bank, idx, prefix)
+        atomic_save(path, lambda f: np.savez(f, **out))
     return out
 
 
@@ -97,8 +103,9 @@ def cached_greedy_prefix(cache_dir: Path, ckpt: Path, model, bank, idx: np.ndarr
     """Load or compute (and store) the greedy captions of the teacher in ``ckpt``; returns them and their tag."""
     tag = f"greedy{file_hash(ckpt)}"
     path = Path(cache_dir) / f"prefix-{tag}-{array_hash(idx)}-{'_'.join(bank.views)}.npy"
-    if path.exists():
-        return np.load(path), tag
-    arr = greedy_prefix(model, bank, idx, max_len=max_len)
-    atomic_save(path, lambda f: np.save(f, arr))
+    with phase(TEACHER_CACHES):
+        if path.exists():
+            return np.load(path), tag
+        arr = greedy_prefix(model, bank, idx, max_len=max_len)
+        atomic_save(path, lambda f: np.save(f, arr))
     return arr, tag

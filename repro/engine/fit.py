@@ -94,6 +94,12 @@ def one_cycle(step: int, total: int, warmup: float = 0.1, start: float = 0.04) -
     return 0.5 * (1.0 + math.cos(math.pi * min(step - w, total - w) / max(total - w, 1)))
 
 
+def validates(epoch: int, profile) -> bool:
+    """Whether 1-based ``epoch`` is scored on validation: every ``profile.val_every``-th epoch and the last."""
+    every = max(1, int(getattr(profile, "val_every", 1) or 1))
+    return epoch % every == 0 or epoch >= profile.max_epochs
+
+
 def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,
         generator: torch.Generator, desc: str = "", progress: bool = True, restore_best: bool = True) -> FitResult:
     """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored.
@@ -151,11 +157,15 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                 n_batches += 1
                 seen += len(b)
             busy += time.perf_counter() - t0
+            row = {"epoch": epoch + 1, **{f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+            if not validates(epoch + 1, profile):  # profile.val_every > 1: no model selection this epoch
+                row["val/score"] = float("nan")
+                history.append(row)
+                continue
             val_preds = predict(model, bank, val_idx, max_len=profile.max_caption_len + 1)
             val_metrics = score_predictions(prepared, val_idx, val_preds, detail=False)
             score = validation_score(val_metrics, stage.tasks)
-            row = {"epoch": epoch + 1, **{f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()},
-                   "val/score": score, **_flat_val(val_metrics)}
+            row.update({"val/score": score, **_flat_val(val_metrics)})
             history.append(row)
             bar.set_postfix(loss=f"{row.get('train/total', float('nan')):.3f}", val=f"{score:.3f}")
             if lines:

@@ -28,6 +28,7 @@ from repro.io import clean_stale_temps, read_json, write_json
 from repro.names import (NOTEBOOK_OF, SUBSETS, TASKS, check_p, checkpoint_file, notebook_path, result_file,
                          subset_code)
 from repro.paths import check_writable, layout, layout_for_results, project_relative
+from repro.phases import DATA, EVALUATION, FEATURES, MODEL_SETUP, TRAINING, VALIDATION, WRITING, move, phase
 from repro.profiles import Profile, get_profile
 from repro.provenance import git_commit, peak_memory_mb, versions
 
@@ -129,15 +130,16 @@ class Context:
 
         prof = self.profile
         torch.manual_seed(self.seed)  # the heads' initialisation is part of the seeded run
-        return MTLNet(
-            encoder=prof.encoder, tasks=tuple(tasks),
-            num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
-            vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
-            decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
-            hidden=prof.decoder_hidden, embed=prof.decoder_embed,
-            neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
-            head_hidden=prof.head_hidden, subclasses=prof.t1_subclasses,
-        ).to(self.device)
+        with phase(MODEL_SETUP):
+            return MTLNet(
+                encoder=prof.encoder, tasks=tuple(tasks),
+                num_classes={"coarse": len(self.prepared.coarse_classes), "fine": len(self.prepared.fine_classes)},
+                vocab_size=len(self.prepared.vocab), trainable=prof.trainable, pretrained=prof.pretrained,
+                decoder=prof.decoder, teacher_forcing=prof.teacher_forcing, taps=prof.taps,
+                hidden=prof.decoder_hidden, embed=prof.decoder_embed,
+                neck_hidden=prof.neck_hidden, neck_dropout=prof.neck_dropout, input_dropout=prof.input_dropout,
+                head_hidden=prof.head_hidden, subclasses=prof.t1_subclasses,
+            ).to(self.device)
 
     def for_seed(self, seed: int) -> "Context":
         """The same experiment with another seed: same data and folders, sharing the model inputs. With
@@ -157,8 +159,9 @@ class Context:
             from repro.models.inputbank import InputBank
 
             model = model or self.new_model(("coarse",))
-            self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
-                                   cache_root=self.cache_dir)
+            with phase(FEATURES):
+                self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
+                                       cache_root=self.cache_dir, precision=self.profile.feature_precision)
         return self._bank
 
     def checkpoint_extra(self, stage: str, name: str) -> dict[str, Any]:
@@ -200,7 +203,8 @@ def make_context(profile: str | Profile = "quick", p: int = 15, seed: int = 0, d
         check_writable(folder, what)
     args = (None if data_root is None else str(data_root), prof, bool(skip_bad_images), bool(strict_keywords), lay,
             allow_outside_root, label_stamp(data_root))
-    prepared = _prepared(*args, split_seed_of(prof, seed))
+    with phase(DATA):
+        prepared = _prepared(*args, split_seed_of(prof, seed))
     ctx = Context(profile=prof, p=int(p), seed=int(seed), prepared=prepared, results_dir=res, runs_dir=runs,
                   device=resolve_device(prof.device), cache_dir=lay.cache, prepare_args=args)
     clean_stale_temps(ctx.run_artifacts, recursive=True)
@@ -231,14 +235,20 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     t0 = time.perf_counter()
     bank = ctx.bank(model)
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
-    prof = replace(ctx.profile, max_epochs=max_epochs) if max_epochs else ctx.profile
-    fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
-             desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
+    prof = replace(ctx.profile, max_epochs=stage_epochs(ctx.profile, stage.tasks, max_epochs))
+    with phase(TRAINING):
+        t_fit = time.perf_counter()
+        fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
+                 desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
+    move(TRAINING, VALIDATION, time.perf_counter() - t_fit - fr.train_seconds)  # fit's per-epoch validation
     max_len = ctx.profile.max_caption_len + 1
-    val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len), detail=False)
-    test_preds = predict(model, bank, test_idx, max_len=max_len)
-    test_metrics = score_predictions(ctx.prepared, test_idx, test_preds)
-    save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
+    with phase(EVALUATION):
+        val_metrics = score_predictions(ctx.prepared, val_idx, predict(model, bank, val_idx, max_len=max_len),
+                                        detail=False)
+        test_preds = predict(model, bank, test_idx, max_len=max_len)
+        test_metrics = score_predictions(ctx.prepared, test_idx, test_preds)
+    with phase(WRITING):
+        save_checkpoint(ckpt, model, ctx.prepared, extra=ctx.checkpoint_extra(stage_name, name))
     result = {
         "schema": 1,
         "stage": stage_name,
@@ -271,7 +281,8 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
         "git_commit": git_commit(),
         "versions": versions(),
     }
-    write_json(res_path, result)
+    with phase(WRITING):
+        write_json(res_path, result)
     return result
 
 
@@ -285,6 +296,15 @@ def check_result_identity(ctx: Context, path: Path, result: dict[str, Any], stag
     if ours and theirs != ours:
         raise IdentityMismatchError(mismatch_message(f"result {project_relative(path)}", theirs, ours,
                                                      f"{_train_command(ctx, stage)[:-1]} --force`"))
+
+
+def stage_epochs(profile: Profile, tasks, max_epochs: int | None = None) -> int:
+    """Epoch cap of a stage: ``max_epochs`` (the stage's own cap, e.g. ``kd_max_epochs``) or the profile's,
+    lowered to ``profile.caption_max_epochs`` when the stage trains the caption task."""
+    cap = int(max_epochs or profile.max_epochs)
+    if "caption" in tuple(tasks) and profile.caption_max_epochs:
+        cap = min(cap, int(profile.caption_max_epochs))
+    return cap
 
 
 def _train_command(ctx: Context, stage: str) -> str:
@@ -344,7 +364,8 @@ def require_checkpoint(ctx: Context, stage: str, name: str, how: str):
             f"{stage} model {name!r} for profile={ctx.profile.name} p={ctx.p} seed={ctx.seed} is missing "
             f"({project_relative(ckpt)}); run {how} first"
         )
-    model, payload = load_checkpoint(ckpt, map_location=ctx.device)
+    with phase(MODEL_SETUP):
+        model, payload = load_checkpoint(ckpt, map_location=ctx.device)
     check_checkpoint(ctx, ckpt, payload, stage)
     return model.to(ctx.device)
 

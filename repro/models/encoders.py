@@ -37,6 +37,7 @@ random initialisation happens only with ``pretrained=False``.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -155,7 +156,19 @@ def _download_torchvision_weights(name: str) -> Path:
     return path
 
 
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """What identifies a file's content for the per-process memo below: path, size and modification time."""
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
 def _file_tag(path: Path) -> str:
+    return _file_tag_of(_file_key(path))
+
+
+@lru_cache(maxsize=8)
+def _file_tag_of(key: tuple[str, int, int]) -> str:
+    path = Path(key[0])
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -164,6 +177,14 @@ def _file_tag(path: Path) -> str:
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The weights file's state dict, read once per process (every model of a stage builds the same encoder;
+    ``load_state_dict`` copies the tensors, so the models never share them)."""
+    return _state_dict_of(_file_key(path))
+
+
+@lru_cache(maxsize=4)
+def _state_dict_of(key: tuple[str, int, int]) -> dict[str, torch.Tensor]:
+    path = Path(key[0])
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message

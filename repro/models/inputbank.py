@@ -27,7 +27,7 @@ class InputBank:
     """Inputs of all images in manifest order, per view, ready to be indexed by batch."""
 
     def __init__(self, prepared, model, views=("orig", "hflip"), device: torch.device | str = "cpu",
-                 cache_root=None):
+                 cache_root=None, precision: str = "fp32"):
         if prepared.images is None:
             raise ValueError("prepare_data(..., with_images=True) is needed to build model inputs")
         self.views = tuple(views)
@@ -40,7 +40,7 @@ class InputBank:
             size = int(prepared.images.shape[1])
             feats = trunk_feature_cache(
                 model, prepared.images, views=self.views,
-                cache_key=image_cache_key(prepared, size, cache_root), root=cache_root,
+                cache_key=image_cache_key(prepared, size, cache_root), root=cache_root, precision=precision,
             )
             # read into memory once: batches then index RAM, not the memory-mapped file
             self.data = {v: torch.from_numpy(np.array(feats[v])) for v in self.views}

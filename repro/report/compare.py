@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 
 from repro.errors import ConfigError, MissingStageError
 from repro.names import METRIC_LABEL

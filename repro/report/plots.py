@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from repro.names import CODES, METRIC_NAME, P_VALUES
-from repro.report.results import PAPER_CLASS, PAPER_TAUS
+from repro.names import PAPER_TAUS
+from repro.report.results import PAPER_CLASS
 from repro.report.tables import table4, table5
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from repro.io import read_json
-from repro.names import BASELINE_STAGE, METRIC_LABEL, NOTEBOOK_OF, P_VALUES, PAPER_TAUS, STAGES, TASK_METRIC, TASKS
+from repro.names import BASELINE_STAGE, METRIC_LABEL, P_VALUES, STAGES, TASK_METRIC, TASKS
 from repro.paths import project_relative, results_dir as default_results_dir
 from repro.report.claims import MODELS
 

@@ -14,7 +14,8 @@ from repro.profiles import PROFILES
 from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
 from repro.report.formatting import fmt_num
 from repro.report.per_class import best_model
-from repro.report.results import BACC, BASELINES, PAPER_TAUS, load_results
+from repro.names import PAPER_TAUS
+from repro.report.results import BACC, BASELINES, load_results
 from repro.report.tables import table5
 
 

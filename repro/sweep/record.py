@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from repro.io import pid_alive, read_json, write_json
 from repro.paths import project_relative
+from repro.phases import FEATURE_BUILD
 from repro.provenance import peak_memory_mb
 from repro.sweep.plan import Run
 
@@ -33,6 +34,7 @@ class RunOutcome:
     peak_memory_mb: float | None = None
     started: str | None = None
     finished: str | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (repro.phases, run.OTHER)
 
     @property
     def label(self) -> str:
@@ -45,7 +47,7 @@ class RunOutcome:
             "parameters": r.parameters, "status": self.status, "reason": self.reason,
             "wall_s": round(self.wall_s, 3), "started": self.started, "finished": self.finished,
             "result": project_relative(r.result), "executed": project_relative(self.executed) if self.executed else None,
-            "error": self.error, "peak_memory_mb": self.peak_memory_mb,
+            "error": self.error, "peak_memory_mb": self.peak_memory_mb, "phases": self.phases or None,
         }
 
 
@@ -227,7 +229,7 @@ class SweepRecord:
                                                         and r.get("reason") == "result exists"):
                     continue
                 merged[r["key"]] = {k: r.get(k) for k in ("status", "reason", "wall_s", "finished", "result",
-                                                          "executed", "error", "peak_memory_mb")} | {"segment": i}
+                                                          "executed", "error", "peak_memory_mb", "phases")} | {"segment": i}
         self.doc.update(
             notebooks=list(dict.fromkeys(n for s in segs for n in s.get("notebooks", []))),
             ps=sorted({p for s in segs for p in s.get("ps", [])}),
@@ -239,9 +241,11 @@ class SweepRecord:
             git_commits=list(dict.fromkeys(s.get("git_commit") for s in segs if s.get("git_commit"))),
             runs=merged,
             breakdown_s=_breakdown(merged),
+            phases_s=phase_breakdown(merged),
+            feature_cache_build_s=feature_cache_build_s(merged),
         )
         order = ["profile", "notebooks", "ps", "seeds", "started", "finished", "wall_s", "peak_memory_mb",
-                 "git_commits", "breakdown_s", "runs", "segments"]
+                 "git_commits", "breakdown_s", "phases_s", "feature_cache_build_s", "runs", "segments"]
         write_json(self.path, {k: self.doc[k] for k in order} | {k: v for k, v in self.doc.items() if k not in order})
 
 
@@ -253,6 +257,23 @@ def _breakdown(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
             stem = key.split("/")[0]
             out[stem] = round(out.get(stem, 0.0) + float(r["wall_s"]), 3)
     return dict(sorted(out.items()))
+
+
+def phase_breakdown(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Wall seconds per phase (kernel start, data preparation, caches, training, validation, evaluation,
+    writing, other), summed over the runs that did work and recorded phases; ``{}`` for older records."""
+    out: dict[str, float] = {}
+    for r in runs.values():
+        if r.get("status") == "done":
+            for name, sec in (r.get("phases") or {}).items():
+                out[name] = out.get(name, 0.0) + float(sec)
+    return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+def feature_cache_build_s(runs: dict[str, dict[str, Any]]) -> float | None:
+    """Seconds the runs of this record spent building the frozen-trunk feature cache (None: none built it)."""
+    secs = [float((r.get("phases") or {}).get(FEATURE_BUILD, 0.0)) for r in runs.values()]
+    return round(sum(secs), 3) if any(secs) else None
 
 
 def error_line(exc: BaseException) -> str:

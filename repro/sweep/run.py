@@ -21,6 +21,12 @@ a segment, so the file keeps the whole history, and a sweep that skips every run
 leaves the file as it was.  One sweep at a time may use a results folder (lock file
 ``.sweep.lock``, a stale lock of a dead process is taken over).
 
+The runs of one (p, seed) that follow each other in the plan (01 -> 04 -> 02 -> 03) share one kernel
+(:mod:`repro.sweep.chain`): imports and data preparation are paid once per chain, each notebook still
+starts from an empty namespace and writes its own executed notebook and result. Each run's wall time
+is split into phases (kernel start, data preparation, feature and teacher caches, training, validation,
+evaluation, writing, other; :mod:`repro.phases`), recorded per run and summed in ``phases_s``.
+
 While a notebook runs, its printed output (training progress, one line per epoch,
 and warnings) is streamed line by line, prefixed with the run's name, to the sweep's
 log (:class:`LineStream`); the sweep's own progress bar shows only on a terminal.
@@ -32,7 +38,7 @@ import os
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -42,6 +48,7 @@ from repro.io import read_json
 from repro.names import SWEEP_FILE
 from repro.paths import project_relative
 from repro.provenance import git_commit
+from repro.sweep.chain import KERNEL_START, KernelPool
 from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel, kernel_env
 from repro.sweep.lock import signals_as_interrupt, sweep_lock, utc_now
 from repro.sweep.plan import Run
@@ -54,6 +61,7 @@ except ImportError:  # pragma: no cover - psutil is a declared dependency
 
 
 PARTIAL_GLOB = ".*.partial.ipynb"
+OTHER = "other"
 
 
 def _clean_partials(folder: Path) -> None:
@@ -112,19 +120,19 @@ def _progress_as_lines() -> Iterator[None]:
             os.environ[PROGRESS_ENV] = saved
 
 
-def _execute(run: Run, kernel_name: str, emit: Callable[[str], None]) -> None:
-    import papermill
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]  # no per-run transport warnings in sweep logs
 
+
+def _execute(run: Run, pool: KernelPool, out: RunOutcome, emit: Callable[[str], None]) -> None:
+    """papermill-execute ``run`` in the pool's kernel for its chain; its phase timings go to ``out``."""
     run.executed.parent.mkdir(parents=True, exist_ok=True)
-    out = LineStream(emit, f"    {run.name} | ")
+    stream = LineStream(emit, f"    {run.name} | ")
+    kernel, start_s = pool.for_run(run)
     try:
-        papermill.execute_notebook(
-            str(run.notebook), str(run.partial), parameters=run.parameters, cwd=str(run.notebook.parent),
-            kernel_name=kernel_name, progress_bar=False, log_output=False, stdout_file=out, stderr_file=out,
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no per-run transport warnings in sweep logs
-        )
+        kernel.execute(run, stream, KERNEL_ARGUMENTS)
     finally:
-        out.flush()
+        stream.flush()
+        out.phases = {**({KERNEL_START: round(start_s, 3)} if start_s else {}), **kernel.phases}
 
 
 def run_sweep(
@@ -134,6 +142,7 @@ def run_sweep(
     stop_on_error: bool = False,
     kernel_name: str | None = None,
     command: str = "sweep",
+    chain: bool = True,
 ) -> SweepReport:
     """Execute ``runs`` in order with papermill; resumable; records ``sweep.json`` once a run starts.
 
@@ -150,7 +159,9 @@ def run_sweep(
       rerunning the same command resumes.
     * Every run uses the kernel ``kernel_name`` (default ``python3``), which must
       start this interpreter (:func:`check_kernel`); kernels import ``repro``
-      from this checkout.
+      from this checkout. With ``chain`` (default) the runs of one (p, seed) that
+      follow each other share one kernel (:mod:`repro.sweep.chain`); ``chain=False``
+      starts a kernel per run. A failed or interrupted run's kernel is shut down.
     """
     from tqdm import tqdm
 
@@ -176,7 +187,7 @@ def run_sweep(
             "notebooks": list(dict.fromkeys(r.stem for r in runs)),
             "ps": sorted({r.p for r in runs if r.p is not None}),
             "seeds": sorted({r.seed for r in runs if r.seed is not None}),
-            "force": force, "stop_on_error": stop_on_error, "git_commit": git_commit(),
+            "force": force, "stop_on_error": stop_on_error, "chain": chain, "git_commit": git_commit(),
             "host": socket.gethostname(), "pid": os.getpid(), "python": sys.executable,
             "python_version": sys.version.split()[0], "kernel": kernel, "kernel_command": kernel_cmd,
             "counts": {}, "runs": [o.to_dict() for o in outcomes],
@@ -194,6 +205,7 @@ def run_sweep(
                 bar.set_postfix_str(f"{current['name']} {now - current['t']:.0f}s {mb:.0f}MiB", refresh=live)
 
         sampler = MemorySampler(on_sample=on_sample).start()
+        pool = KernelPool(kernel, KERNEL_ARGUMENTS, share=chain)
         failed_at: dict[tuple[int, int] | None, tuple[float, str]] = {}
         interrupted: BaseException | None = None
 
@@ -209,15 +221,13 @@ def run_sweep(
             with kernel_env(), _progress_as_lines(), signals_as_interrupt():
                 for i, (run, out) in enumerate(zip(runs, outcomes)):
                     bar.set_postfix_str(run.name)
-                    blocker = failed_dependency(run, failed_at)
-                    if run.result.exists() and not force:
-                        out.status, out.reason = "skipped", "result exists"
-                    elif blocker:
-                        out.status, out.reason = "skipped", f"depends on failed {blocker}"
-                    elif stop_on_error and any(o.status == "failed" for o in outcomes):
-                        out.status, out.reason = "not run", "stopped after a failure"
+                    skip = _skip_reason(run, force, failed_at, stop_on_error and any(o.status == "failed" for o in outcomes))
+                    if skip:
+                        out.status, out.reason = skip
                     else:
-                        _run_one(run, out, kernel, sampler, current, emit, i, len(runs), segment, save)
+                        _run_one(run, out, pool, sampler, current, emit, i, len(runs), segment, save)
+                        if out.status != "done":
+                            pool.close()  # what follows starts from a fresh kernel
                         if out.status == "failed":
                             key = (run.p, run.seed) if run.per_run else None
                             failed_at[key] = min(failed_at.get(key, (run.rank, run.stem)), (run.rank, run.stem))
@@ -232,6 +242,8 @@ def run_sweep(
             raise
         finally:
             current["name"] = ""
+            with suppress(Exception):  # a kernel that will not shut down must not cost the record
+                pool.close()
             bar.close()
             segment["peak_memory_mb"] = sampler.stop()
             segment["wall_s"] = round(time.monotonic() - t0, 3)
@@ -254,6 +266,23 @@ def run_sweep(
     return report
 
 
+def _skip_reason(run: Run, force: bool, failed_at: dict[tuple[int, int] | None, tuple[float, str]],
+                 stopped: bool) -> tuple[str, str] | None:
+    """``(status, reason)`` of a run the sweep does not execute, or ``None`` to run it.
+
+    The resume rule: a run whose result JSON exists is complete (unless ``force``). A run that depends
+    on a failed earlier run (:func:`failed_dependency`) is skipped; after a failure with ``stop_on_error``
+    (``stopped``) nothing more runs."""
+    if run.result.exists() and not force:
+        return "skipped", "result exists"
+    blocker = failed_dependency(run, failed_at)
+    if blocker:
+        return "skipped", f"depends on failed {blocker}"
+    if stopped:
+        return "not run", "stopped after a failure"
+    return None
+
+
 def failed_dependency(run: Run, failed_at: dict[tuple[int, int] | None, tuple[float, str]]) -> str | None:
     """Stem of a failed earlier run this run depends on (same p and seed, or a failed once-notebook)."""
     hits = [failed_at.get(None)] + ([failed_at.get((run.p, run.seed))] if run.per_run else [])
@@ -263,7 +292,14 @@ def failed_dependency(run: Run, failed_at: dict[tuple[int, int] | None, tuple[fl
     return None
 
 
-def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: MemorySampler, current: dict[str, Any],
+def _with_other(phases: dict[str, float], wall_s: float) -> dict[str, float]:
+    """The run's phases plus ``other``: its wall time outside every recorded phase (imports, tables, figures,
+    papermill's own work); never negative."""
+    other = wall_s - sum(phases.values())
+    return {**phases, OTHER: round(max(other, 0.0), 3)}
+
+
+def _run_one(run: Run, out: RunOutcome, pool: KernelPool, sampler: MemorySampler, current: dict[str, Any],
              emit: Callable[[str], None], i: int, n: int, segment: dict[str, Any],
              save: Callable[[int], None]) -> None:
     from papermill.exceptions import PapermillExecutionError
@@ -278,7 +314,7 @@ def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: MemorySampler, cur
     for stale in run.executed.parent.glob(f".{run.executed.stem}.*.partial.ipynb"):
         stale.unlink(missing_ok=True)
     try:
-        _execute(run, kernel, emit)
+        _execute(run, pool, out, emit)
     except PapermillExecutionError as exc:
         out.status, out.error = "failed", error_line(exc)
     except KeyboardInterrupt:
@@ -291,6 +327,7 @@ def _run_one(run: Run, out: RunOutcome, kernel: str, sampler: MemorySampler, cur
         out.status = "done"
     finally:
         out.wall_s = time.monotonic() - t
+        out.phases = _with_other(out.phases, out.wall_s)
         out.finished = utc_now()
         out.peak_memory_mb = sampler.end_run()
         current["name"] = ""
