@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from repro.errors import DataError
 from repro.paths import resolve_data_root
-
-#: patients of the tiny folder: both eyes present, a mix of classes (normal, dr, amd, glaucoma, other)
-TINY_PATIENTS = ("0", "4", "5", "8", "9", "13", "48", "84", "167", "191")
-
+from tiny_odir import make_tiny_odir
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):
@@ -43,17 +38,6 @@ def odir_dataset(odir_root):
     from repro.data.sources import load_dataset
 
     return load_dataset(odir_root)
-
-
-def make_tiny_odir(src: Path, dest: Path, patients=TINY_PATIENTS) -> Path:
-    """Write an ODIR-layout folder with the rows and images of ``patients`` copied from ``src``."""
-    df = pd.read_csv(src / "full_df.csv", dtype=str, keep_default_na=False)
-    df = df[df["ID"].isin(list(patients))]
-    (dest / "preprocessed_images").mkdir(parents=True, exist_ok=True)
-    df.to_csv(dest / "full_df.csv", index=False)
-    for name in df["filename"]:
-        shutil.copyfile(src / "preprocessed_images" / name, dest / "preprocessed_images" / name)
-    return dest
 
 
 @pytest.fixture()

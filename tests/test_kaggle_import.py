@@ -20,7 +20,7 @@ from repro.data import kaggle as K
 from repro.data.sources import load_dataset
 from repro.data.splits import data_identity
 from repro.errors import DataError
-from conftest import make_tiny_odir
+from tiny_odir import make_tiny_odir
 
 N_PATIENTS = 30
 

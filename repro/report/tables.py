@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from repro.names import CODES, METRIC_COL, SUBSETS
+from repro.names import CODES, METRIC_COL, PAPER_TAUS, SUBSETS
 from repro.report.claims import MODELS
 from repro.report.paper import paper_value
 from repro.report.results import (
     BACC,
     BASELINES,
     GROUPS,
-    PAPER_TAUS,
     RESULT_COLUMNS,
     STATS,
     mean_std,
