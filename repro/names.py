@@ -102,3 +102,6 @@ def subset_code(tasks) -> str:
 #: environment variable that lets images lie outside the data folder (``--allow-outside-root``; a sweep's
 #: notebooks inherit it)
 ALLOW_OUTSIDE_ENV = "REPRO_ALLOW_OUTSIDE_ROOT"
+
+# ---------------------------------------------------------------- numeric precision
+PRECISIONS = ("fp32", "bf16")   # of the frozen-trunk forward (feature_precision) and of timed training (cut bench)

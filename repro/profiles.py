@@ -169,6 +169,10 @@ def env_overrides(name: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"${PROFILE_OVERRIDES_ENV} names unknown profile(s) {unknown}; choose one of {sorted(PROFILES)}")
     found = {k: tuple(v) if isinstance(v, list) else v for k, v in table.get(name, {}).items()}
+    unknown = sorted(set(found) - set(Profile.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"${PROFILE_OVERRIDES_ENV} gives profile {name!r} unknown setting(s) {unknown}; known: "
+                          f"{sorted(Profile.__dataclass_fields__)}. Fix or unset ${PROFILE_OVERRIDES_ENV}")
     if found and raw not in _ANNOUNCED:
         _ANNOUNCED.add(raw)
         print(f"profile settings from ${PROFILE_OVERRIDES_ENV}: {raw}", file=sys.stderr)

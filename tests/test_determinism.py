@@ -13,10 +13,11 @@ from repro.paths import PROJECT_ROOT
 
 
 def _train(results: Path, subsets: list[str], odir_root: Path, threads: str) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": threads}
+    # the runs folder follows the results root (notebooks/conftest.py sets $REPRO_RUNS for the notebook tests)
+    env = {k: v for k, v in os.environ.items() if k not in ("REPRO_RUNS", "REPRO_RESULTS")}
+    env.update(PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")]), OMP_NUM_THREADS=threads)
     cmd = [sys.executable, "-m", "repro", "train", "--stage", "m1", "--subsets", *subsets, "--profile", "smoke",
-           "--p", "15", "--seed", "1", "--data-root", str(odir_root), "--results-dir", str(results / "smoke")]
+           "--p", "15", "--seed", "1", "--data-root", str(odir_root), "--results-root", str(results)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
 

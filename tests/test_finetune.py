@@ -198,7 +198,8 @@ def test_cut_bench_measures_each_cut(odir_root, tmp_path):
     assert by_k[3]["trained_params"] > by_k[2]["trained_params"]
     for row in r["cuts"]:
         assert row["train_img_s_fp32"] > 0 and row["eval_img_s"] > 0
-        assert 0 < row["study_hours_fp32"]["claims"] < row["study_hours_fp32"]["notebooks"]
+        # hours rounded to 0.01: a fast machine's tiny estimate may round to 0 (the arithmetic: test above)
+        assert 0 <= row["study_hours_fp32"]["claims"] <= row["study_hours_fp32"]["notebooks"]
     assert "k=3 from block4" in format_rows(r)
     with pytest.raises(ConfigError, match="two batches"):
         cut_bench("finetune", cuts=(2,), n_images=8, data_root=odir_root,
@@ -212,7 +213,8 @@ def test_profile_overrides_from_the_environment(monkeypatch):
     assert get_profile("paper", image_size=32).image_size == 32  # explicit overrides come last
     assert get_profile("quick").image_size == 256
     for raw, match in (("{not json", "not valid JSON"), ('{"nope": {}}', "unknown profile"),
-                       ('{"paper": 3}', "object of objects"), ('{"paper": {"bogus": 1}}', "bogus")):
+                       ('{"paper": 3}', "object of objects"),
+                       ('{"paper": {"bogus": 1}}', r"OVERRIDES gives profile 'paper' unknown setting\(s\) \['bogus'\]")):
         monkeypatch.setenv(PROFILE_OVERRIDES_ENV, raw)
         with pytest.raises(ConfigError, match=match):
             get_profile("paper")

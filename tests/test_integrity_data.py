@@ -297,7 +297,7 @@ def test_caption_with_dollar_signs_is_drawn_as_text(tmp_path):
     from repro.analysis import cam_figures
 
     truth = [{"image": "0.jpg", "coarse": "dr", "fine": "$x^$", "caption": "cost $5 and $\\frac{1}{0$ keyword"}]
-    preds = [[{t: cam_figures._judge(truth[0][t], truth[0], t) for t in ("coarse", "fine", "caption")}]]
+    preds = [[{t: cam_figures.judge_prediction(truth[0][t], truth[0], t) for t in ("coarse", "fine", "caption")}]]
     panels = cam_figures.Panels(np.zeros((1, 32, 32, 3), np.uint8), truth, ["$M_1$"],
                                 {"coarse": np.random.default_rng(0).random((1, 1, 32, 32))}, preds)
     fig = cam_figures.gradcam_figure(panels)

@@ -246,7 +246,7 @@ def test_check_writable_refuses_a_path_below_a_file(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OutputError) as e:
         check_writable(blocker / "sub", "results folder")
-    assert f"{blocker} is a file, not a folder" in str(e.value) and "--results-dir" in str(e.value)
+    assert f"{blocker} is a file, not a folder" in str(e.value) and "--results-root" in str(e.value)
     assert check_writable(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
     assert list((tmp_path / "new" / "deep").iterdir()) == []  # the probe is gone
 

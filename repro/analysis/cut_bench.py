@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 
 from repro.errors import ConfigError, ReproError
-from repro.names import MAIN, SUBSETS, TASKS
+from repro.names import MAIN, PRECISIONS, SUBSETS, TASKS
 
 #: the claims' M1 teachers (the rest of the seven are needed only by the ensembles)
 CLAIM_SUBSETS = ("T1", "T2", "T3", MAIN)
 
-PRECISIONS = ("fp32", "bf16")
 
 
 def trunk_maps(model, images: np.ndarray, batch_size: int = 64) -> tuple[Any, float]:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from repro.errors import ConfigError
+from repro.names import PRECISIONS
 from repro.io import atomic_path, atomic_write_text, clean_stale_temps, reserve_space
 from repro.models.encoders import EncoderSpec, FrozenTrunk, preprocess, split_encoder
 from repro.paths import cache_dir
@@ -40,9 +41,6 @@ from repro.phases import FEATURE_BUILD, phase
 from repro.progress import tqdm_class
 
 VIEWS = ("orig", "hflip")
-
-#: precision of the frozen trunk's forward pass: fp32, or bf16 autocast (about 2x faster on CPUs with AVX-512 BF16)
-PRECISIONS = ("fp32", "bf16")
 
 
 def trunk_fingerprint(trunk: torch.nn.Module) -> str:
