@@ -26,7 +26,7 @@ from repro.data.captions import Vocab
 from repro.data.imagecache import load_image_cache
 from repro.data.prepare import data_summary, prepare_data
 from repro.data.sources import load_dataset
-from repro.errors import CheckpointError, DataError, MissingStageError
+from repro.errors import CheckpointError, DataError
 from repro.experiments.context import check_stage_inputs, make_context, require_checkpoint, stage_inputs
 from repro.io import atomic_path, clean_stale_temps
 from repro.models.checkpoints import CheckpointMismatchError, save_checkpoint

@@ -217,7 +217,6 @@ def test_feature_precision_is_part_of_the_cache_key_and_bf16_stays_close(tmp_pat
     fp32_dir = feature_dir(spec, trunk, 0, (32, 32), "k", tmp_path)
     assert feature_dir(spec, trunk, 0, (32, 32), "k", tmp_path, "fp32") == fp32_dir and "bf16" not in fp32_dir.name
     assert feature_dir(spec, trunk, 0, (32, 32), "k", tmp_path, "bf16").name != fp32_dir.name
-    from repro.models.mtlnet import MTLNet  # noqa: F401 - the cache takes a spec with trainable=k
 
     class Net:  # the interface trunk_feature_cache reads from an MTLNet
         pass
