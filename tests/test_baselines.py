@@ -83,6 +83,24 @@ def test_widened_search_finds_an_interior_optimum():
     assert len(tried) == 5
 
 
+def test_widened_search_stops_ascending_once_the_score_turns_down():
+    """Peak at C = 1e-2 of a five-point grid: after two worse C in a row the larger C are not fitted;
+    without ``stop_after`` every C is."""
+    tried = []
+
+    def score(c):
+        tried.append(c)
+        return -abs(np.log10(c) + 2)
+
+    best, scores, edge = baselines.widened_search(score, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0),
+                                                  limits=(1e-7, 1e3))
+    assert best == pytest.approx(1e-2) and edge is None
+    assert tried == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    tried.clear()
+    baselines.widened_search(score, grid=(1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0), limits=(1e-7, 1e3), stop_after=None)
+    assert len(tried) == 6
+
+
 def test_widened_search_reports_an_edge_at_the_limit():
     best, scores, edge = baselines.widened_search(lambda c: -c, grid=(0.01, 0.1), limits=(1e-4, 1e3))
     assert best == pytest.approx(1e-4) and edge == "low" and min(scores) == pytest.approx(1e-4)
