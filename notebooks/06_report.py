@@ -140,21 +140,15 @@ show_figure(report.plot_metric_vs_p(df), "Test score vs labeled fraction p per t
 # ## The paper's claims
 # Each claim compares two models, A − B, on the task's main metric (T1
 # balanced accuracy, T2 top-1, T3 BLEU), paired by p and seed and pooled over
-# p. Two 95 % intervals stand side by side: the t-interval over the (p, seed)
-# pairs, and a paired bootstrap that resamples seeds and, within each seed,
-# the test patients with both eyes together (it needs the per-image test
-# predictions that result files hold since issue 21; "–" without them). The
-# verdict is then corrected with Holm's method over every test this section
-# makes (each claim on its metric, and each T1 claim on accuracy too, the
-# paper's metric): *supported* if the corrected test finds the effect above 0,
-# *not supported* if below 0 (the opposite holds), and otherwise
-# *inconclusive: smaller than X*, where X is the minimum detectable effect at
-# 80 % power: an effect of X or more would probably have been seen, a smaller
-# one would not, so compare X with the *paper effect* (the same difference in
-# the paper's tables; for T1 on accuracy). "≠ balanced accuracy" marks a T1
-# claim whose verdict on accuracy differs. Besides the paper's claims: each
-# main model against the LR probe, and the students M2+ensemble and
-# M3+ensemble against the M1 teacher ensemble used as a predictor.
+# p; besides the paper's claims, each main model against the LR probe, and the
+# students M2+ensemble and M3+ensemble against the M1 teacher ensemble used
+# as a predictor. How to read a verdict: *supported* / *not supported*: after
+# Holm's correction for every test this section makes, the effect is above /
+# below 0; *inconclusive: smaller than X*: X is the minimum detectable effect
+# at 80 % power, so an effect of X or more would probably have been seen;
+# compare X with the *paper effect* (the same difference in the paper's
+# tables; for T1 on accuracy). "≠ balanced accuracy" marks a T1 claim whose
+# verdict on accuracy, the paper's metric, differs. The method:
 
 # %%
 claim_set = load_claims(claims_file, df) if claims_file else claims_for(df)
