@@ -34,7 +34,7 @@ _KEY_COLUMNS = ("stage", "name", "p", "seed", "tau_task", "tau")
 _SCORE_COLUMNS = tuple(CLAIM_COL.values()) + ("T1_acc",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClaimSet:
     """The claims of one set of results: ``table`` has the pooled rows and a row per single p
     (``claims_table(df, per_p=True)``); ``fingerprint`` identifies those results; ``origin`` says
