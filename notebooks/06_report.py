@@ -24,7 +24,8 @@
 # (M2, M3, single teacher vs. ensemble), Table 6 (T1 confusion matrix),
 # Fig. 4 (T2 top-k per disease), the per-disease BLEU of §4.2 and the error
 # analysis of supplement §3. Each of the paper's claims then gets a verdict
-# with its effect size and a 95 % confidence interval.
+# with its effect size, two 95 % intervals, a correction for the number of
+# claims tested and the smallest effect the study could have detected.
 #
 # *Ours* is the mean ± standard deviation over seeds with the number of seeds
 # in brackets; *paper* is the published value. T1's main metric is balanced
@@ -51,6 +52,7 @@ import os
 profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every notebook under "smoke"
 results_dir = None
 figures_dir = None  # default: figures/ beside the results folder, figures/ for results/ ($REPRO_FIGURES overrides)
+claims_file = None  # the claims the report build computed once (`python -m repro report` sets it); None: computed here
 
 # %%
 from pathlib import Path
@@ -61,7 +63,7 @@ from repro import report
 from repro.io import write_json
 from repro.paths import figures_dir as default_figures_dir
 from repro.paths import project_relative
-from repro.report import claims
+from repro.report.claim_set import claims_for, load_claims
 from repro.report.gradcam import embeddable, gradcam_figures
 from repro.report.display import show_figure, show_image, show_table
 
@@ -136,27 +138,33 @@ show_figure(report.plot_metric_vs_p(df), "Test score vs labeled fraction p per t
 
 # %% [markdown]
 # ## The paper's claims
-# Paired differences A − B over the (p, seed) pairs both models have; 95 %
-# t-interval and a bootstrap interval over the pairs. *supported*: the
-# interval lies above 0; *not supported*: below 0 (the opposite holds);
-# *inconclusive*: it contains 0 or there are fewer than 2 pairs. *paper
-# effect*: the same difference in the paper's tables at the same p values
-# (T1: our effect on balanced accuracy, the paper's on accuracy). The claim
-# *beats the LR probe* compares each main model with the probe baseline.
+# Each claim compares two models, A − B, on the task's main metric (T1
+# balanced accuracy, T2 top-1, T3 BLEU), paired by p and seed and pooled over
+# p; besides the paper's claims, each main model against the LR probe, and the
+# students M2+ensemble and M3+ensemble against the M1 teacher ensemble used
+# as a predictor. How to read a verdict: *supported* / *not supported*: after
+# Holm's correction for every test this section makes, the effect is above /
+# below 0; *inconclusive: smaller than X*: X is the minimum detectable effect
+# at 80 % power, so an effect of X or more would probably have been seen;
+# compare X with the *paper effect* (the same difference in the paper's
+# tables; for T1 on accuracy). "≠ balanced accuracy" marks a T1 claim whose
+# verdict on accuracy, the paper's metric, differs. The method:
 
 # %%
-claims_df = claims.claims_table(df, per_p=True)
-show_table(report.fmt_claims(claims_df[claims_df["scope"] != "one p"], index=["claim", "task"]))
+claim_set = load_claims(claims_file, df) if claims_file else claims_for(df)
+display(Markdown(report.method_note(claim_set.table)))
+show_table(report.claims_display(claim_set.pooled))
 
 # %%
-show_figure(report.plot_claims(claims_df), "The paper's claims: paired effect A − B with its 95 % "
-            "t-interval over p and seeds, per task; the paper's effect at the same p values beside it.")
+show_figure(report.plot_claims(claim_set.table), "The paper's claims: paired effect A − B with its 95 % "
+            "interval (the paired patient bootstrap where it ran, else the t-interval over p and seeds), "
+            "coloured by the verdict after Holm; the paper's effect at the same p values beside it.")
 
 # %% [markdown]
-# The same claims at each p separately:
+# The same claims at each p separately: descriptive, not corrected for the number of tests.
 
 # %%
-show_table(report.fmt_claims(claims_df[claims_df["scope"] == "one p"], index=["claim", "task", "comparison"]))
+show_table(report.claims_display(claim_set.per_p, pooled_only=False))
 
 # %% [markdown]
 # ## Table 6 · T1 confusion matrix of the best model
@@ -232,7 +240,7 @@ from repro.report.ablations import ablation_findings, show_ablations
 views = show_ablations(folder)  # every ablation of repro/report/ablation_registry.py, in order
 
 # %%
-summary = report.summary(df, claims_df[claims_df["scope"] != "one p"], profile)
+summary = report.summary(df, claim_set, profile)
 summary["ablations"] = ablation_findings(views)
 write_json(folder / "06_report.json", summary)
 print(f"wrote {project_relative(folder / '06_report.json', siblings=True)}: "

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from repro.report import claims
+from repro.errors import ConfigError
+from repro.report import claim_set, claims, claims_view
 
 T975_3 = 3.182446305284263  # t quantile 0.975 with 3 degrees of freedom
 
@@ -171,9 +172,11 @@ def test_which_models_beat_the_probe():
     assert _get(table, claims.PROBE_CLAIM, "T1", "M2 −").verdict == "not supported"
     assert _get(table, claims.PROBE_CLAIM, "T1", "M3 −").n_pairs == 0  # no M3: no pairs
     assert set(table.loc[table.claim == claims.PROBE_CLAIM, "task"]) == {"T1", "T2"}
-    who = claims.beats_probe(table)
+    who = claims.beats_probe(table)   # after Holm over the table's 14 tests: these effects are clear
     assert who["T1"] == {"supported": ["M1 (T1+T2+T3)"], "not supported": ["M2"], "inconclusive": []}
     assert who["T2"]["supported"] == ["M2"] and who["T2"]["inconclusive"] == ["M1 (T1+T2+T3)"]
+    acc = claims.beats_probe(table, accuracy=True)   # T1 accuracy is 0.5 everywhere: no effect
+    assert list(acc) == ["T1"] and acc["T1"]["inconclusive"] == ["M1 (T1+T2+T3)", "M2"]
 
 
 # ---------------------------------------------------------------- bootstrap with test sampling, Holm, MDE (issue 21)
@@ -296,12 +299,122 @@ def test_monotone_label_savings_known_curve():
     assert paper.loc[("M2", 15), "p_prime"] == pytest.approx(15 + (0.746 - 0.684) / (0.755 - 0.684) * 15)
 
 
+def test_label_savings_table_and_finding_show_the_interval_and_the_paper():
+    from repro.report.label_savings import monotone_savings, paper_monotone_savings, savings_finding, savings_table
+
+    rows = []
+    for seed, d in enumerate((-0.01, 0.0, 0.01)):
+        for p in (15, 30, 45, 60, 70):
+            rows.append(_row("m1", "T1", p, seed, t1=p / 100 + d, acc=0.3 + p / 100))
+            rows.append(_row("m3", "ensemble", p, seed, t1=0.40 - d, acc=0.3))
+    df, model = pd.DataFrame(rows), {"M3+ensemble": ("m3", "ensemble")}
+    ours, acc = monotone_savings(df, models=model, n_boot=300), monotone_savings(df, "T1_acc", models=model, n_boot=300)
+    paper = paper_monotone_savings()
+    table = savings_table(ours, acc, paper).set_index("p")
+    assert list(table.columns) == ["model", "seeds", "T1 bacc", "p′ (isotonic, 95 %)", "T1 acc",
+                                   "p′ on acc (isotonic, 95 %)", "paper T1 acc", "paper p′ (isotonic)"]
+    r = ours.set_index("p").loc[15]
+    assert table.loc[15, "p′ (isotonic, 95 %)"] == f"40.0 [{r.p_prime_low:.1f}, {r.p_prime_high:.1f}]"
+    assert table.loc[15, "p′ on acc (isotonic, 95 %)"].startswith("< 15")
+    assert table.loc[15, "paper p′ (isotonic)"] == "> 70" and table.loc[15, "paper T1 acc"] == pytest.approx(0.765)
+    text = savings_finding(ours, paper, acc)
+    assert text.startswith("On the isotonic M1{T1} curve, M3+ensemble at p = 15 matches M1{T1} at p′ 40.0 [")
+    assert "on T1 balanced accuracy and < 15" in text and "paper's own T1 accuracies gives > 70" in text
+
+
 def test_display_has_the_columns_the_reader_needs(synthetic):
-    shown = claims.claims_display(claims.claims_table(synthetic, per_p=True))
+    table = claims.claims_table(synthetic, per_p=True)
+    shown = claims_view.claims_display(table)
     assert list(shown.columns) == ["claim", "task", "comparison", "p", "pairs", "effect", "95% t-interval",
                                    "95% bootstrap (seeds + test patients)", "verdict (raw)", "verdict (Holm)",
                                    "verdict on accuracy (Holm)", "MDE (80 %)", "paper effect"]
     assert len(shown) == len(claims.claims_table(synthetic))          # pooled rows only
     row = shown[(shown.claim == "M3 beats M2") & (shown.task == "T2") & shown.comparison.str.startswith("M3+ens")]
     assert row.iloc[0]["verdict (Holm)"].startswith("inconclusive")
-    assert "Holm" in claims.claims_markdown(claims.claims_table(synthetic))
+    per_p = claims_view.claims_display(table[table.scope == "one p"], pooled_only=False)
+    assert "verdict (in words)" in per_p.columns and "verdict on accuracy" in per_p.columns
+    assert "Holm" in claims_view.claims_markdown(claims.claims_table(synthetic))
+
+
+# ---------------------------------------------------------------- the words: Holm verdicts, both T1 metrics, MDE
+
+def _pooled_row(claim, task, comparison, effect, p_value, verdict, mde, **acc):
+    base = {c: np.nan for c in claims.COLUMNS}
+    return {**base, "claim": claim, "task": task, "comparison": comparison, "scope": "pooled over p",
+            "p": "15, 70", "n_pairs": 6, "effect": effect, "ci_low": effect - 0.019, "ci_high": effect + 0.019,
+            "p_value": p_value, "verdict": verdict, "mde": mde, "paper_effect": 0.016, "verdict_acc": "",
+            "boot_method": claims.BOOT_NONE, **acc}
+
+
+@pytest.fixture()
+def holm_table():
+    """M2 − M1 on T1: raw supported on balanced accuracy (p = 0.02) and raw not supported on accuracy
+    (p = 0.03); with two more tests in the family, neither survives Holm. The probe: M1 clear, M2 not after Holm."""
+    rows = [_pooled_row("M2 beats M1", "T1", "M2 − M1 (T1+T2+T3)", 0.02, 0.02, "supported", 0.03,
+                        effect_acc=-0.01, acc_low=-0.02, acc_high=-0.001, p_value_acc=0.03,
+                        verdict_acc="not supported", mde_acc=0.02),
+            _pooled_row("M3 beats M2", "T2", "M3 − M2", 0.001, 0.6, "inconclusive", 0.012),
+            _pooled_row(claims.PROBE_CLAIM, "T2", "M1 (T1+T2+T3) − LR probe", 0.05, 1e-6, "supported", 0.01),
+            _pooled_row(claims.PROBE_CLAIM, "T2", "M2 − LR probe", 0.03, 0.02, "supported", 0.03)]
+    return claims.adjust(pd.DataFrame(rows, columns=claims.COLUMNS))
+
+
+def test_headline_lines_use_the_holm_verdicts_and_both_t1_metrics(holm_table, monkeypatch):
+    from repro.report.summary import headline_markdown
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("the headline recomputed the claims it was given")
+
+    monkeypatch.setattr(claim_set, "claims_table", no_recompute)
+    row = holm_table.iloc[0]
+    assert (row.verdict, row.verdict_holm, row.verdict_acc, row.verdict_acc_holm) == (
+        "supported", "inconclusive", "not supported", "inconclusive")
+    empty = pd.DataFrame(columns=["stage", "name", "model", "p", "seed"])
+    md = headline_markdown("synthetic", df=empty, claims=claim_set.ClaimSet(holm_table, "x"))
+    line = next(x for x in md.splitlines() if x.startswith("- M2 beats M1"))
+    assert "**inconclusive: smaller than 0.030** (raw: supported)" in line
+    assert "on accuracy **inconclusive: smaller than 0.020** (raw: not supported) (≠ balanced accuracy)" in line
+    assert "effect +0.020 [t: +0.001, +0.039]" in line and "paper +0.016" in line
+    # the probe lines follow Holm too: M2's raw "supported" (p = 0.02 of 5 tests) is inconclusive after it
+    assert "- T2 top-1 accuracy: beat the probe: M1 (T1+T2+T3); below it: none; inconclusive: M2" in md
+    assert "Where T1's two metrics disagree:\n\n- M2 − M1 (T1+T2+T3) (M2 beats M1): balanced accuracy supported " \
+           "(Holm: inconclusive), accuracy not supported (Holm: inconclusive)" in md
+    assert "Here the family holds 5 tests: 4 claims on their task's metric and 1 T1 claims on accuracy" in md
+
+
+def test_readme_table_one_row_per_comparison(holm_table):
+    md = claims_view.compact_markdown(holm_table)
+    lines = md.splitlines()
+    assert lines[0] == ("| claim | A − B | T1 balanced accuracy | T1 accuracy | T2 top-1 | T3 BLEU (paper) | "
+                        "paper (T1 acc / T2 / T3) |")
+    m2 = next(x for x in lines if x.startswith("| M2 beats M1"))
+    assert ("| +0.020 inconclusive: smaller than 0.030 (raw: supported) | -0.010 inconclusive: smaller than "
+            "0.020 (raw: not supported) ≠ |  |  | +0.016 / – / – |") in m2
+    assert "| M3 beats M2 | M3 − M2 |  |  | +0.001 inconclusive: smaller than 0.012 |" in md
+    assert not any(x.startswith(f"| {claims.PROBE_CLAIM}") for x in lines)   # the probe: lines below the table
+    assert "- T2 top-1 accuracy: beat the probe: M1 (T1+T2+T3);" in md
+
+
+def test_claims_are_computed_once_and_read_back(synthetic, tmp_path, monkeypatch):
+    calls = []
+    real = claims.claims_table
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(claim_set, "claims_table", counted)
+    computed = claim_set.claims_for(synthetic)
+    assert len(calls) == 1 and calls[0]["per_p"] is True
+    assert len(computed.pooled) + len(computed.per_p) == len(computed.table)
+    path = computed.save(tmp_path / claim_set.CLAIMS_FILE)
+    back = claim_set.load_claims(path, synthetic)
+    assert len(calls) == 1 and back.origin == claim_set.READ.format(name=claim_set.CLAIMS_FILE)
+    pd.testing.assert_frame_equal(back.table.reset_index(drop=True), computed.table.reset_index(drop=True))
+    # other results (one score changed) or no file: a clear error, never a silent mismatch
+    other = synthetic.copy()
+    other.loc[0, "T1_bacc"] += 0.01
+    with pytest.raises(ConfigError, match="computed from other results"):
+        claim_set.load_claims(path, other)
+    with pytest.raises(ConfigError, match="no claims file"):
+        claim_set.load_claims(tmp_path / "none.json", synthetic)

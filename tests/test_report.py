@@ -241,9 +241,24 @@ def test_plots_do_not_crash_on_partial_results(df):
             plt.close(fig)
 
 
-def test_export_report(results_folder, tmp_path):
+def test_export_report(results_folder, tmp_path, monkeypatch):
+    from repro.report import claim_set, claims
+    from repro.report.claims_view import METHOD_NOTE
+
+    calls = []
+    real = claims.claims_table
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    for module in (claims, claim_set):   # however a part of the build reaches it
+        monkeypatch.setattr(module, "claims_table", counted)
     out, figs = tmp_path / "report", tmp_path / "figures"
     written = report.export_report("synthetic", results_root=results_folder.parent, out_dir=out, figures_dir=figs)
+    # the claims are computed once, in this process; notebook 06's kernel reads them from the build's file
+    assert len(calls) == 1 and calls[0]["per_p"] is True
+    assert written["claims"] == out / claim_set.CLAIMS_FILE
     html = out / "report.html"
     assert html.exists() and 10_000 < html.stat().st_size < 2_000_000
     text = html.read_text(encoding="utf-8")
@@ -254,7 +269,15 @@ def test_export_report(results_folder, tmp_path):
     assert written["html"] == html
     summary = pd.read_json(results_folder / "06_report.json", typ="series")
     assert summary["runs_per_stage"]["m1"] == 7 * len(PS) * len(SEEDS)
-    assert len(summary["claims"]) >= 18
+    assert summary["claims_origin"] == claim_set.READ.format(name=claim_set.CLAIMS_FILE)
+    assert len(summary["claims"]) == len(report.load_claims(written["claims"], report.load_results(
+        "synthetic", results_root=results_folder.parent)).pooled) >= 18
+    # the method and the verdicts in words, in the HTML, the headline and the README's table
+    assert METHOD_NOTE.split(". ")[0] in text and "inconclusive: smaller than" in text and "Holm" in text
+    headline = (out / "headline.md").read_text(encoding="utf-8")
+    assert METHOD_NOTE in headline and "Where T1's two metrics disagree" in headline
+    assert (out / "claims.md").read_text(encoding="utf-8").startswith("| claim | A − B | T1 balanced accuracy |")
+    assert {"claims.tex", "claims_per_p.tex", "claims.csv", "claims_per_p.csv"} <= {p.name for p in (out / "tables").iterdir()}
 
 
 def test_table4_has_balanced_accuracy(df):
@@ -314,7 +337,8 @@ def test_counts_print_as_integers(df):
 
 def test_full_tables_are_not_truncated(df):
     """With :func:`report.setup_display`, pandas shows every row of the per-p claims (no "...")."""
-    claims = report.fmt_claims(report.claims.claims_table(df, per_p=True), index=["claim", "task", "comparison"])
+    claims = report.claims_display(report.claims_for(df).table, pooled_only=False).set_index(["claim", "task",
+                                                                                             "comparison"])
     assert len(claims) > 60
     with pd.option_context("display.max_rows", 60, "display.max_columns", 20, "display.max_colwidth", 50,
                            "display.width", 80):

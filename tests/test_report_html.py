@@ -11,7 +11,8 @@ from repro.io import write_json
 from repro.paths import PROJECT_ROOT
 from repro.report import export_report, load_results
 from repro.report.check import OK_LINE, find_chromium, html_problems, main, render_problems
-from repro.report.claims import claims_table
+from repro.report.claim_set import claims_for
+from repro.report.claims_view import claims_display
 from test_report import make_results
 
 PROFILE = "synthetic"
@@ -69,11 +70,13 @@ def test_no_cut_table_and_no_absolute_path(built):
     assert "<td>...</td>" not in plain and "<td>…</td>" not in plain
     for prefix in (str(PROJECT_ROOT), "/root", "/work", str(built["root"])):  # as an absolute path
         assert not re.search(r"(?<![\w.~-])" + re.escape(prefix), plain), prefix
-    # both claims tables are there in full: one verdict cell per row of claims_table(per_p=True)
-    df = load_results(PROFILE, results_root=built["root"])
-    n_rows = len(claims_table(df, per_p=True))
-    assert n_rows > 60
-    assert len(re.findall(r"<td>(inconclusive|supported|not supported)</td>", plain)) == n_rows
+    # both claims tables are there in full: every verdict cell of the pooled and the per-p table
+    cs = claims_for(load_results(PROFILE, results_root=built["root"]))
+    assert len(cs.table) > 60
+    words = ["inconclusive", "supported", "not supported"]
+    cells = sum(int(claims_display(t, pooled_only=False).isin(words).sum().sum()) for t in (cs.pooled, cs.per_p))
+    assert cells >= len(cs.table)   # at least the raw verdict of every row
+    assert len(re.findall(r"<td>(inconclusive|supported|not supported)</td>", plain)) == cells
     assert html_problems(built["html"], min_images=6) == []
 
 

@@ -8,6 +8,8 @@
 - :mod:`repro.report.tables`: Tables 3–5 beside the paper;
 - :mod:`repro.report.per_class`: best model, Table 6, top-k / BLEU per class, error analysis;
 - :mod:`repro.report.claims`: the paper's claims as paired differences with verdicts;
+- :mod:`repro.report.claim_set`: the claims computed once per report and handed to every place that shows them;
+- :mod:`repro.report.claims_view`: the claims in words and tables (report, headline, README);
 - :mod:`repro.report.summary`: inventory, what is missing, the headline table;
 - :mod:`repro.report.formatting`: number formatting, tidy HTML tables and LaTeX;
 - :mod:`repro.report.display`: how notebook 06 shows a table or a figure (caption, alt text, nothing empty);
@@ -17,9 +19,11 @@
 - :mod:`repro.report.check`: the HTML as a reader gets it (self-contained, tidy, rendered by Chromium).
 """
 
+from repro.report.claim_set import ClaimSet, claims_for, load_claims
+from repro.report.claims_view import claims_display, claims_markdown, compact_markdown, method_note
 from repro.report.display import show_figure, show_image, show_table
 from repro.report.export import export_report, notebook_to_html, report_figures, report_tables
-from repro.report.formatting import fmt, fmt_claims, setup_display, to_latex
+from repro.report.formatting import fmt, setup_display, to_latex
 from repro.report.per_class import best_model, bleu_by_class, error_analysis, headlines, table6, topk_by_class
 from repro.report.plots import (
                                     learning_curves,
@@ -35,8 +39,9 @@ from repro.report.summary import by_design, headline_markdown, inventory, missin
 from repro.report.tables import compare_rows, table3, table4, table5
 
 __all__ = [
-    "best_model", "bleu_by_class", "by_design", "compare_rows", "error_analysis", "export_report", "fmt", "fmt_claims",
-    "headline_markdown", "headlines", "inventory", "learning_curves", "load_results", "metric_of", "missing",
+    "ClaimSet", "best_model", "bleu_by_class", "by_design", "claims_display", "claims_for", "claims_markdown",
+    "compact_markdown", "compare_rows", "error_analysis", "export_report", "fmt", "headline_markdown", "headlines",
+    "inventory", "learning_curves", "load_claims", "load_results", "metric_of", "method_note", "missing",
     "model_label", "notebook_to_html", "plot_claims", "plot_confusion", "plot_metric_vs_p", "plot_tau",
     "plot_topk_by_class", "report_figures", "report_tables", "result_row", "results_folder", "setup_display", "setup_plots",
     "show_figure", "show_image", "show_table", "summary", "table3", "table4", "table5", "table6", "to_latex", "topk_by_class",

@@ -4,9 +4,11 @@
 * :func:`leakage_view`: the M1 run on the image-level split minus the same run on the patient-level
   split, each on its own test set, per p (paired by seed).
 * :func:`label_savings_view`: computed from the study's results, nothing trained. For each model and p,
-  the labeled fraction p′ at which single-task M1{T1} reaches the model's mean test score: the first
-  crossing of the piecewise-linear mean M1{T1} curve over p (:func:`p_prime`). A score the curve
-  already exceeds at its smallest p is "< 15", one it never reaches is "> 70": nothing is extrapolated.
+  the labeled fraction p′ at which single-task M1{T1} reaches the model's mean test score, on the
+  isotonic fit to the mean M1{T1} curve with a bootstrap interval over seeds
+  (:mod:`repro.report.label_savings`), the first crossing of the raw curve (:func:`p_prime`) beside it,
+  and the same rule on the paper's own numbers. A score the curve already exceeds at its smallest p is
+  "< 15", one it never reaches is "> 70": nothing is extrapolated.
 
 Effects are paired differences (:func:`repro.report.ablation_tables.paired_effect`: mean and 95 %
 t-interval over seeds, :func:`repro.report.claims.verdict`).
@@ -196,8 +198,9 @@ def paper_label_savings(models=PAPER_MODELS, reference=PAPER_REFERENCE) -> pd.Da
 
 
 def plot_label_savings(table: pd.DataFrame, paper: pd.DataFrame | None = None, title: str = ""):
-    """x = p, y = p′ per model (▼ "< 15", ▲ "> 70" at the curve's ends), the diagonal y = x, the paper's
-    claim (15 → 70) as a star and, dotted, p′ from the paper's own M3+ensemble numbers."""
+    """x = p, y = p′ per model (▼ "< 15", ▲ "> 70" at the curve's ends; a vertical bar: p′'s bootstrap
+    interval where ``table`` has one), the diagonal y = x, the paper's claim (15 → 70) as a star and,
+    dotted, p′ from the paper's own M3+ensemble numbers."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9.0, 4.8))
@@ -211,6 +214,8 @@ def plot_label_savings(table: pd.DataFrame, paper: pd.DataFrame | None = None, t
         for rel, marker in (("=", "o"), ("<", "v"), (">", "^")):
             s = g[g["relation"] == rel]
             ax.scatter(s["p"], s["p_prime"], color=c, marker=marker, s=36, zorder=3)
+        if "p_prime_low" in g:
+            ax.vlines(g["p"] + (i - 3) * 0.4, g["p_prime_low"], g["p_prime_high"], color=c, lw=1, alpha=0.6)
     if paper is not None and not paper.empty:
         g = paper[paper["model"] == "M3+ensemble"].sort_values("p")
         ax.plot(g["p"], g["p_prime"], color="k", ls=":", lw=1.2, marker=".", label="paper's numbers, M3+ensemble (T1 acc)")
@@ -230,8 +235,10 @@ def savings_records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def label_savings_view(results_dir, metric: str = "T1_bacc") -> AblationView:
-    """Label savings from the results of ``results_dir`` (notebooks 01-03 at every p): table on ``metric``
-    with T1 accuracy beside it, the figure, and a finding; without M1{T1} at every p, it says so."""
+    """Label savings from the results of ``results_dir`` (notebooks 01-03 at every p): p′ on the isotonic
+    M1{T1} curve with its bootstrap interval on ``metric`` and on T1 accuracy, the first crossing and the
+    paper's own p′ beside it (:func:`repro.report.label_savings.savings_table`), the figure, and a finding;
+    without M1{T1} at every p, it says so."""
     from repro.report.results import load_results
 
     df = load_results(results_dir=results_dir)
@@ -243,24 +250,28 @@ def label_savings_view(results_dir, metric: str = "T1_bacc") -> AblationView:
                    f"(found p = {have}); run notebooks 01-03 for every p first.")
         return AblationView(pd.DataFrame(columns=SAVINGS_COLUMNS), finding, None,
                             {"complete": False, "found_p": have, "paper": savings_records(paper)})
+    from repro.report.label_savings import monotone_savings, paper_monotone_savings, savings_finding, savings_table
+
     main, acc = label_savings(df, metric), label_savings(df, "T1_acc")
-    table = main.merge(acc[["model", "p", "score", "p_prime_label"]], on=["model", "p"], suffixes=("", " (T1 acc)"))
-    fig = plot_label_savings(main, paper, title=f"Labels saved, T1 {SAVINGS_METRIC_NAME.get(metric, metric)}")
+    mono, mono_acc, mono_paper = monotone_savings(df, metric), monotone_savings(df, "T1_acc"), paper_monotone_savings()
+    table = savings_table(mono, mono_acc, mono_paper, first=main)
+    fig = plot_label_savings(mono, mono_paper, title=f"Labels saved on the isotonic M1{{T1}} curve, T1 "
+                                                     f"{SAVINGS_METRIC_NAME.get(metric, metric)} (bars: 95 % bootstrap)")
     parts = []
     for label in ("M3+ensemble", "M3", "M2", "M1 (T1+T2+T3)"):
         r = main[(main["model"] == label) & (main["p"] == PAPER_CLAIM[0])]
         if not r.empty:
             parts.append(f"{label} at p = 15 ≈ M1{{T1}} at p′ {r['p_prime_label'].iloc[0]}")
     pp = paper[(paper["model"] == "M3+ensemble") & (paper["p"] == PAPER_CLAIM[0])]
-    paper_txt = f"; the paper's own numbers give {pp['p_prime_label'].iloc[0]} (T1 accuracy)" if not pp.empty else ""
-    finding = (f"On T1 {SAVINGS_METRIC_NAME.get(metric, metric)}: " + "; ".join(parts) + f" (the paper claims 70{paper_txt}).")
-    from repro.report.label_savings import monotone_savings, paper_monotone_savings, savings_finding
-
-    mono, mono_paper = monotone_savings(df, metric), paper_monotone_savings()
-    finding += " First crossing of a non-monotone curve measures noise; " + savings_finding(mono, mono_paper)
+    paper_txt = f"; the paper's own numbers give {pp['p_prime_label'].iloc[0]}" if not pp.empty else ""
+    finding = (savings_finding(mono, mono_paper, mono_acc) + " The first crossing of the raw mean curve, which is "
+               f"not monotone and so measures noise, on T1 {SAVINGS_METRIC_NAME.get(metric, metric)}: "
+               + "; ".join(parts) + f"{paper_txt} (T1 accuracy).")
     return AblationView(table, finding, fig, {"complete": True, "monotone": {
-                                                  metric: savings_records(mono), "paper": savings_records(mono_paper),
-                                                  "curve": mono.attrs["curve"], "paper_curve": mono_paper.attrs["curve"]},
+                                                  metric: savings_records(mono), "T1_acc": savings_records(mono_acc),
+                                                  "paper": savings_records(mono_paper),
+                                                  "curve": mono.attrs["curve"], "curve_T1_acc": mono_acc.attrs["curve"],
+                                                  "paper_curve": mono_paper.attrs["curve"]},
                                               metric: savings_records(main),
                                               "T1_acc": savings_records(acc), "paper": savings_records(paper),
                                               "reference": {metric: main.attrs["reference"],

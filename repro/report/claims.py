@@ -22,7 +22,8 @@ its difference A − B is one effect sample. Pairs are pooled over p unless the 
   T2's metric is top-1 accuracy already; T3 has no accuracy.
 * ``mde``: the minimum detectable effect at 80 % power, two-sided α = 0.05, from the observed
   standard error (bootstrap replicates' sd, else sd/√n with t quantiles); ``reading`` says an
-  inconclusive row as "inconclusive: smaller than <mde>".
+  inconclusive row as "inconclusive: smaller than <mde>" (``mde_acc``, ``reading_acc``: the same on
+  T1 accuracy).
 * paper effect: the same difference in the paper's tables (Tables 3–5), averaged over the p values
   our pairs come from (all five where we have none); for T1 it is on accuracy (the paper reports
   no balanced accuracy).
@@ -86,7 +87,7 @@ N_BOOT = 2000
 COLUMNS = ["claim", "task", "comparison", "scope", "p", "n_pairs", "effect", "ci_low", "ci_high", "verdict",
            "boot_low", "boot_high", "paper_effect", "boot_method", "p_value", "p_holm", "verdict_holm",
            "effect_acc", "acc_low", "acc_high", "p_value_acc", "p_holm_acc", "verdict_acc", "verdict_acc_holm",
-           "metrics_disagree", "se", "mde", "reading"]
+           "metrics_disagree", "se", "mde", "reading", "mde_acc", "reading_acc"]
 
 # (data key in a result's ``test_predictions``, metric kind of repro.analysis.stats.weighted_score)
 PER_IMAGE = {"T1": ("coarse", "balanced_accuracy"), "T2": ("fine", "accuracy"), "T3": ("caption", "mean")}
@@ -226,7 +227,8 @@ def comparisons() -> list[dict]:
 
 # ---------------------------------------------------------------- per-image predictions for the bootstrap
 
-def _predictions(res) -> dict | None:
+def stored_predictions(res) -> dict | None:
+    """The per-image test predictions a result file holds (None where it has none)."""
     from repro.engine.evaluate import PER_IMAGE_KEY
 
     return res.get(PER_IMAGE_KEY) if isinstance(res, dict) else None
@@ -237,7 +239,7 @@ def model_predictions(df: pd.DataFrame, stage: str, name: str) -> dict[tuple[int
     if df is None or df.empty or "result" not in df:
         return {}
     sel = df[(df["stage"] == stage) & (df["name"] == name)]
-    return {(int(r.p), int(r.seed)): [_predictions(r.result)] for r in sel.itertuples()}
+    return {(int(r.p), int(r.seed)): [stored_predictions(r.result)] for r in sel.itertuples()}
 
 
 def tau_predictions(df: pd.DataFrame, task: str, taus: Iterable[float]) -> dict[tuple[int, int], list]:
@@ -248,7 +250,7 @@ def tau_predictions(df: pd.DataFrame, task: str, taus: Iterable[float]) -> dict[
     sel = df[(df["stage"] == "tau") & (df["tau_task"] == task) & df["tau"].astype(float).isin(taus)]
     out: dict[tuple[int, int], list] = {}
     for r in sel.itertuples():
-        out.setdefault((int(r.p), int(r.seed)), []).append(_predictions(r.result))
+        out.setdefault((int(r.p), int(r.seed)), []).append(stored_predictions(r.result))
     return {k: v for k, v in out.items() if len(v) == len(taus)}
 
 
@@ -315,11 +317,12 @@ def _row(claim, task, comparison, scope, ps_used, diffs, paper, main: dict, acc:
            "n_pairs": int(diffs.size), "paper_effect": paper, **main,
            "effect_acc": float("nan"), "acc_low": float("nan"), "acc_high": float("nan"),
            "p_value_acc": float("nan"), "verdict_acc": "", "p_holm": float("nan"), "p_holm_acc": float("nan"),
-           "verdict_holm": "", "verdict_acc_holm": "", "metrics_disagree": False, "reading": ""}
+           "verdict_holm": "", "verdict_acc_holm": "", "metrics_disagree": False, "reading": "",
+           "mde_acc": float("nan"), "reading_acc": ""}
     if acc is not None:
         lo, hi = (acc["boot_low"], acc["boot_high"]) if acc["boot_method"] == BOOT_TEST else (acc["ci_low"], acc["ci_high"])
         row.update(effect_acc=acc["effect"], acc_low=lo, acc_high=hi, p_value_acc=acc["p_value"],
-                   verdict_acc=acc["verdict"])
+                   verdict_acc=acc["verdict"], mde_acc=acc["mde"])
     return row
 
 
@@ -398,7 +401,7 @@ def claims_table(df: pd.DataFrame, per_p: bool = False, n_boot: int = N_BOOT) ->
 
 def adjust(table: pd.DataFrame) -> pd.DataFrame:
     """Holm over the family of pooled rows' tests (each row's metric, and T1 rows' accuracy), the
-    adjusted verdicts, the metric-disagreement flag and the reading ("inconclusive: smaller than X")."""
+    adjusted verdicts, the metric-disagreement flag and the readings ("inconclusive: smaller than X")."""
     if table.empty:
         return table
     t = table.copy()
@@ -416,6 +419,8 @@ def adjust(table: pd.DataFrame) -> pd.DataFrame:
                              zip(t["verdict"], t["verdict_acc"], t["verdict_holm"], t["verdict_acc_holm"], pooled)]
     t["reading"] = [reading(vh if pool else v, m, n) for v, vh, m, n, pool in
                     zip(t["verdict"], t["verdict_holm"], t["mde"], t["n_pairs"], pooled)]
+    t["reading_acc"] = [reading(vh if pool else v, m, n) if v else "" for v, vh, m, n, pool in
+                        zip(t["verdict_acc"], t["verdict_acc_holm"], t["mde_acc"], t["n_pairs"], pooled)]
     return t
 
 
@@ -429,17 +434,20 @@ def reading(verdict_text: str, mde: float, n_pairs: int) -> str:
     return f"inconclusive: smaller than {mde:.3f}"
 
 
-def beats_probe(claims: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
+def beats_probe(claims: pd.DataFrame, accuracy: bool = False) -> dict[str, dict[str, list[str]]]:
     """Per task of the probe claim: ``{"T1": {"supported": [models], "not supported": [...],
-    "inconclusive": [...]}, ...}`` from the pooled "beats the LR probe" rows (models without pairs
-    are left out)."""
+    "inconclusive": [...]}, ...}`` from the pooled "beats the LR probe" rows' verdicts after Holm
+    (``accuracy``: T1's verdicts on accuracy, the only task with a second metric); models without
+    pairs are left out."""
     out: dict[str, dict[str, list[str]]] = {}
     if claims is None or claims.empty:
         return out
-    sel = claims[(claims["claim"] == PROBE_CLAIM) & (claims["scope"] != "one p") & (claims["n_pairs"] > 0)]
+    col = "verdict_acc_holm" if accuracy else "verdict_holm"
+    sel = claims[(claims["claim"] == PROBE_CLAIM) & (claims["scope"] != "one p") & (claims["n_pairs"] > 0)
+                 & (claims[col] != "")]
     for _, r in sel.iterrows():
         model = r["comparison"].split(" − ")[0]
-        out.setdefault(r["task"], {"supported": [], "not supported": [], "inconclusive": []})[r["verdict"]].append(model)
+        out.setdefault(r["task"], {"supported": [], "not supported": [], "inconclusive": []})[r[col]].append(model)
     return out
 
 
@@ -450,62 +458,3 @@ def summarize(claims: pd.DataFrame) -> pd.DataFrame:
     pooled = claims[claims["scope"] != "one p"]
     out = pooled.groupby(["claim", "verdict"]).size().unstack(fill_value=0)
     return out.reindex(columns=["supported", "not supported", "inconclusive"], fill_value=0)
-
-
-# ---------------------------------------------------------------- display (report and README)
-
-METHOD_NOTE = (
-    "Effect: mean paired difference A − B over (p, seed) pairs. t-interval: 95 % over the pairs, as if they "
-    "were independent (they are not: nested L_p, shared teachers). Bootstrap: 95 % percentile interval of a "
-    "paired bootstrap that resamples seeds and, within each seed, its test patients (both eyes together), "
-    "recomputing both models' metric on the same images (2,000 replicates); '–' where the result files hold "
-    "no per-image test predictions. Holm: verdict after Holm's adjustment over every pooled test in the "
-    "table (each claim on its metric, and T1 claims on accuracy). MDE: the smallest effect this study would "
-    "detect with 80 % power at two-sided α = 0.05, from the observed standard error; 'inconclusive: smaller "
-    "than X' means an effect of X or more would probably have been seen, not that there is none.")
-
-
-def claims_display(claims: pd.DataFrame, digits: int = 3, pooled_only: bool = True) -> pd.DataFrame:
-    """The claims table as the report and README show it: claim, task, comparison, pairs, effect,
-    t-interval, bootstrap interval (with test sampling), raw and Holm verdicts (in words, with the MDE),
-    verdict on accuracy (T1: raw, and Holm where it differs; "≠" marks disagreement with the main
-    metric), MDE and the paper's effect."""
-    if claims is None or claims.empty:
-        return pd.DataFrame()
-    rows = claims[claims["scope"] != "one p"] if pooled_only else claims
-
-    def signed(v):
-        return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
-
-    def ci(lo, hi):
-        return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-    def acc(r):
-        if not r["verdict_acc"]:
-            return "same metric" if r["task"] == "T2" else "–"
-        text = f"{signed(r['effect_acc'])} {ci(r['acc_low'], r['acc_high'])} {r['verdict_acc']}"
-        if r["verdict_acc_holm"] and r["verdict_acc_holm"] != r["verdict_acc"]:
-            text += f", Holm: {r['verdict_acc_holm']}"
-        return text + (" (≠ balanced accuracy)" if r["metrics_disagree"] else "")
-
-    return pd.DataFrame({
-        "claim": rows["claim"], "task": rows["task"], "comparison": rows["comparison"], "p": rows["p"],
-        "pairs": rows["n_pairs"], "effect": rows["effect"].map(signed),
-        "95% t-interval": [ci(a, b) for a, b in zip(rows["ci_low"], rows["ci_high"])],
-        "95% bootstrap (seeds + test patients)": [ci(a, b) for a, b in zip(rows["boot_low"], rows["boot_high"])],
-        "verdict (raw)": rows["verdict"],
-        "verdict (Holm)": [r["reading"] for _, r in rows.iterrows()],
-        "verdict on accuracy (Holm)": [acc(r) for _, r in rows.iterrows()],
-        "MDE (80 %)": rows["mde"].map(lambda v: "–" if not np.isfinite(v) else f"{v:.{digits}f}"),
-        "paper effect": rows["paper_effect"].map(signed),
-    }).reset_index(drop=True)
-
-
-def claims_markdown(claims: pd.DataFrame, digits: int = 3) -> str:
-    """:func:`claims_display` as a GitHub markdown table followed by :data:`METHOD_NOTE`."""
-    t = claims_display(claims, digits)
-    if t.empty:
-        return "_No claims: no results._"
-    head = "| " + " | ".join(t.columns) + " |\n|" + "---|" * len(t.columns) + "\n"
-    body = "".join("| " + " | ".join(str(v) for v in r) + " |\n" for r in t.itertuples(index=False))
-    return head + body + "\n" + METHOD_NOTE + "\n"

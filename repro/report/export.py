@@ -9,8 +9,9 @@ import pandas as pd
 
 from repro.io import atomic_write_text
 from repro.paths import PROJECT_ROOT, figures_dir as default_figures_dir
-from repro.report.claims import claims_table
-from repro.report.formatting import fmt, fmt_claims, to_latex
+from repro.report.claim_set import CLAIMS_FILE, ClaimSet, claims_for
+from repro.report.claims_view import claims_display, compact_markdown
+from repro.report.formatting import fmt, to_latex
 from repro.report.per_class import bleu_by_class, error_analysis, table6, topk_by_class
 from repro.report.plots import plot_claims, plot_confusion, plot_metric_vs_p, plot_tau, plot_topk_by_class
 from repro.report.results import load_results, results_folder
@@ -19,14 +20,17 @@ from repro.report.tables import table3, table4, table5
 from repro.sweep.kernel import kernel_env, kernel_transport
 
 
-
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: the README's claims table, written beside the headline
+README_CLAIMS_FILE = "claims.md"
 
-def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, str]]:
-    """name -> (numeric table, display table, caption) for every table of the report."""
+
+def report_tables(df: pd.DataFrame, claims: ClaimSet | None = None) -> dict[str, tuple[pd.DataFrame, pd.DataFrame, str]]:
+    """name -> (numeric table, display table, caption) for every table of the report; ``claims``: the
+    report's :class:`ClaimSet` (computed here when None)."""
     t3, t4, t5 = table3(df), table4(df), table5(df)
     t6, tk, bl, ea = table6(df), topk_by_class(df), bleu_by_class(df), error_analysis(df)
-    cl = claims_table(df, per_p=True)
+    cs = claims if claims is not None else claims_for(df)
     return {
         "table3": (t3, fmt(t3), "M1 per task subset and p (paper Table 3). Ours: mean $\\pm$ std over seeds (n seeds)."),
         "table4": (t4, fmt(t4), "Temperature study: single-task KD per $\\tau$ and p (paper Table 4); "
@@ -40,7 +44,12 @@ def report_tables(df: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFram
         "bleu_by_class": (bl, fmt(bl), f"T3 BLEU per T1 class (paper Section 4.2): {bl.attrs.get('note')}."),
         "error_analysis": (ea, fmt(ea, {"count": 1, "rate": 3}),
                            f"Error analysis (supplement Section 3): {ea.attrs.get('note')}."),
-        "claims": (cl, fmt_claims(cl), "The paper's claims: paired effect A $-$ B over p and seeds, 95% CI, verdict."),
+        "claims": (cs.pooled, claims_display(cs.pooled),
+                   "The paper's claims: paired effect A $-$ B pooled over p and seeds, 95% t-interval and paired "
+                   "patient bootstrap, verdicts raw and after Holm (inconclusive: smaller than the MDE at 80% "
+                   "power), T1 also on accuracy, the paper's effect."),
+        "claims_per_p": (cs.per_p, claims_display(cs.per_p, pooled_only=False),
+                         "The claims at each p: descriptive, not adjusted for multiple tests."),
     }
 
 
@@ -128,6 +137,9 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
 
     * executes ``notebooks/06_report.ipynb`` (papermill; parameters ``profile``, ``results_dir``)
       into ``<out_dir>/06_report.ipynb`` and converts it to ``<out_dir>/report.html`` (code hidden);
+    * computes the claims once (:func:`repro.report.claim_set.claims_for`) and hands them to the tables,
+      the figures, the headline (``headline.md``), the README's claims table (``claims.md``) and, through
+      ``<out_dir>/claims.json``, to notebook 06;
     * writes every table as LaTeX (``<out_dir>/tables/<name>.tex``) and its numbers as CSV;
     * writes the figures as ``<figures_dir>/<profile>_<name>.png``; the report also shows notebook 05's
       Grad-CAM figures from there (``gradcam_<profile>*.png``).
@@ -147,7 +159,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
     written: dict[str, Any] = {"tables": [], "figures": []}
 
     df = load_results(profile, results_dir=folder)
-    tables = report_tables(df)
+    claims = claims_for(df)   # once: every table, figure, headline and notebook 06 below use it
+    tables = report_tables(df, claims)
     for name, (num, disp, caption) in tables.items():
         tex = out / "tables" / f"{name}.tex"
         atomic_write_text(tex, to_latex(disp, caption, f"tab:{profile}-{name.replace('_', '-')}"))
@@ -159,8 +172,10 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
         plt.close(fig)
         written["figures"].append(path)
-    atomic_write_text(out / "headline.md", headline_markdown(profile, df=df))
+    atomic_write_text(out / "headline.md", headline_markdown(profile, df=df, claims=claims))
     written["headline"] = out / "headline.md"
+    written["readme_claims"] = atomic_write_text(out / README_CLAIMS_FILE, compact_markdown(claims.table))
+    written["claims"] = claims.save(out / CLAIMS_FILE)
 
     if run_notebook:
         import papermill
@@ -170,7 +185,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
         check_kernel(kernel_name)
         nb_in = PROJECT_ROOT / "notebooks" / "06_report.ipynb"
         executed = out / "06_report.ipynb"
-        params = {"profile": profile, "results_dir": str(folder.resolve()), "figures_dir": str(figs_out.resolve())}
+        params = {"profile": profile, "results_dir": str(folder.resolve()), "figures_dir": str(figs_out.resolve()),
+                  "claims_file": str(written["claims"].resolve())}
         # the report's figures are inline images whatever $MPLBACKEND the caller has (with Agg, ipykernel
         # keeps it and the HTML would hold no figure)
         with kernel_env(MPLBACKEND=INLINE_BACKEND):

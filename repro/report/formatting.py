@@ -133,30 +133,8 @@ def setup_display() -> None:
         pd.set_option(opt, None)
 
 
-def fmt_claims(claims: pd.DataFrame, digits: int = 3, index: list[str] | None = None) -> pd.DataFrame:
-    """Display form of :func:`repro.claims.claims_table`: signed effect, "[low, high]" intervals; rows
-    labelled by the columns ``index`` (e.g. ``["claim", "task"]``) instead of numbers."""
-    if claims is None or claims.empty:
-        return claims
-
-    def ci(lo, hi):
-        return "–" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
-
-    def signed(v):
-        return "–" if v is None or not np.isfinite(v) else f"{v:+.{digits}f}"
-
-    out = pd.DataFrame({
-        "claim": claims["claim"], "task": claims["task"], "comparison": claims["comparison"],
-        "p": claims["p"], "pairs": claims["n_pairs"], "effect": claims["effect"].map(signed),
-        "95% CI (t)": [ci(a, b) for a, b in zip(claims["ci_low"], claims["ci_high"])],
-        "95% CI (bootstrap)": [ci(a, b) for a, b in zip(claims["boot_low"], claims["boot_high"])],
-        "verdict": claims["verdict"], "paper effect": claims["paper_effect"].map(signed),
-    })
-    return out.set_index(index) if index else out
-
-
 _LATEX_UNICODE = {"τ": r"$\tau$", "−": "$-$", "∈": r"$\in$", "≥": r"$\geq$", "★": r"$\star$", "±": r"$\pm$",
-                  "–": "--", "…": r"\ldots{}", "<": "$<$", ">": "$>$"}
+                  "≠": r"$\neq$", "–": "--", "…": r"\ldots{}", "<": "$<$", ">": "$>$"}
 
 
 def _escape_caption(text: str) -> str:

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from repro.analysis import stats as S
-from repro.names import P_VALUES
-from repro.report.ablation_curves import PAPER_MODELS, PAPER_REFERENCE, REFERENCE, SAVINGS_MODELS, p_prime_label
+from repro.names import METRIC_LABEL, P_VALUES
+from repro.report.ablation_curves import (PAPER_CLAIM, PAPER_MODELS, PAPER_REFERENCE, REFERENCE, SAVINGS_METRIC_NAME,
+                                          SAVINGS_MODELS, p_prime_label)
 
 COLUMNS = ["model", "p", "seeds", "score", "p_prime", "relation", "p_prime_label", "p_prime_low", "p_prime_high",
            "share_outside", "labels_saved"]
@@ -88,14 +89,46 @@ def interval_label(row) -> str:
     return text
 
 
-def savings_finding(ours: pd.DataFrame, paper: pd.DataFrame, model: str = "M3+ensemble", p: int = 15) -> str:
-    """One sentence: where ``model`` at ``p`` lands on the monotone M1{T1} curve, ours and the paper's."""
-    parts = []
-    r = ours[(ours["model"] == model) & (ours["p"] == p)]
-    if not r.empty:
-        parts.append(f"on the isotonic M1{{T1}} curve ({ours.attrs.get('metric')}), {model} at p = {p} matches "
-                     f"M1{{T1}} at p′ {interval_label(r.iloc[0])} (95 % bootstrap over seeds)")
-    q = paper[(paper["model"] == model) & (paper["p"] == p)]
-    if not q.empty:
-        parts.append(f"the same rule on the paper's own T1 accuracies gives {q.iloc[0]['p_prime_label']}")
-    return "; ".join(parts) + "." if parts else "No label savings: M1{T1} is missing at some p."
+def savings_table(ours: pd.DataFrame, ours_acc: pd.DataFrame, paper: pd.DataFrame,
+                  first: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The report's label-savings table: per model and p, the mean score and p′ on the isotonic M1{T1}
+    curve with its 95 % bootstrap interval on T1 balanced accuracy (``ours``) and accuracy (``ours_acc``),
+    the first crossing of the raw curve beside it (``first``, :func:`repro.report.ablation_curves.label_savings`),
+    and the same rule on the paper's own T1 accuracies (``paper``: one value per p, no interval)."""
+    if ours.empty:
+        return pd.DataFrame()
+    key = ["model", "p"]
+
+    def part(t: pd.DataFrame, score: str, label: str) -> pd.DataFrame:
+        return pd.DataFrame({"model": t["model"], "p": t["p"], score: t["score"],
+                             label: [interval_label(r) for _, r in t.iterrows()]})
+
+    out = ours[key + ["seeds"]].merge(part(ours, METRIC_LABEL[ours.attrs["metric"]], "p′ (isotonic, 95 %)"), on=key)
+    if first is not None and not first.empty:
+        out = out.merge(first[key + ["p_prime_label"]].rename(columns={"p_prime_label": "p′ (first crossing)"}),
+                        on=key, how="left")
+    if not ours_acc.empty:
+        out = out.merge(part(ours_acc, METRIC_LABEL["T1_acc"], "p′ on acc (isotonic, 95 %)"), on=key, how="left")
+    if not paper.empty:
+        out = out.merge(part(paper, "paper T1 acc", "paper p′ (isotonic)"), on=key, how="left")
+    return out
+
+
+def savings_finding(ours: pd.DataFrame, paper: pd.DataFrame, ours_acc: pd.DataFrame | None = None,
+                    model: str = "M3+ensemble", p: int = PAPER_CLAIM[0]) -> str:
+    """One sentence: where ``model`` at ``p`` lands on the isotonic M1{T1} curve, ours (balanced accuracy,
+    and accuracy when given) and the paper's."""
+    def at(t):
+        r = t[(t["model"] == model) & (t["p"] == p)] if t is not None and not t.empty else pd.DataFrame()
+        return None if r.empty else r.iloc[0]
+
+    r, a, q = at(ours), at(ours_acc), at(paper)
+    if r is None:
+        return "No label savings: M1{T1} is missing at some p."
+    text = (f"On the isotonic M1{{T1}} curve, {model} at p = {p} matches M1{{T1}} at p′ {interval_label(r)} on T1 "
+            f"{SAVINGS_METRIC_NAME[ours.attrs.get('metric', 'T1_bacc')]}"
+            + (f" and {interval_label(a)} on {SAVINGS_METRIC_NAME['T1_acc']}" if a is not None else "")
+            + " (95 % bootstrap over seeds)")
+    if q is not None:
+        text += f"; the same rule on the paper's own T1 accuracies gives {q['p_prime_label']}"
+    return text + f" (the paper claims {PAPER_CLAIM[1]})."

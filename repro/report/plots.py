@@ -177,7 +177,8 @@ def plot_confusion(t6: pd.DataFrame):
 
 
 def plot_claims(claims: pd.DataFrame):
-    """Forest plot: paired effect A − B with its 95 % t-interval per claim and task; × = the paper."""
+    """Forest plot of the pooled claims: paired effect A − B with its 95 % interval (the paired patient
+    bootstrap where it ran, else the t-interval), coloured by the verdict after Holm; × = the paper."""
     import matplotlib.pyplot as plt
 
     rows = claims[claims["scope"] != "one p"] if claims is not None and not claims.empty else claims
@@ -189,15 +190,17 @@ def plot_claims(claims: pd.DataFrame):
     y = np.arange(n)[::-1]
     colour = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.4"}
     for yi, (_, r) in zip(y, rows.iterrows()):
-        c = colour.get(r["verdict"], "0.4")
-        if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
-            ax.plot([r["ci_low"], r["ci_high"]], [yi, yi], color=c, lw=2)
+        c = colour.get(r["verdict_holm"], "0.4")
+        lo, hi = (r["boot_low"], r["boot_high"]) if np.isfinite(r["boot_low"]) else (r["ci_low"], r["ci_high"])
+        if np.isfinite(lo) and np.isfinite(hi):
+            ax.plot([lo, hi], [yi, yi], color=c, lw=2)
         if np.isfinite(r["effect"]):
             ax.plot(r["effect"], yi, "o", color=c, ms=5)
         if np.isfinite(r["paper_effect"]):
             ax.plot(r["paper_effect"], yi, "kx", ms=6)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, [f"{r['comparison']} · {r['task']}" for _, r in rows.iterrows()], fontsize=7)
-    ax.set(xlabel="effect A − B (test score; ○ ours with 95% CI, × paper)")
+    ax.set(xlabel="effect A − B (test score; ○ ours with 95% interval, bootstrap where it ran, else t; "
+                  "colour: verdict after Holm; × paper)")
     fig.tight_layout()
     return fig

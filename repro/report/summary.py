@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 
 from repro.names import BASELINE_STAGE, CLAIM_NAME, CODES, METRIC_COL, METRIC_LABEL, NOTEBOOK_OF, P_ENDS, P_VALUES, SUBSETS
 from repro.paths import project_relative
 from repro.profiles import PROFILES
-from repro.report.claims import PROBE_CLAIM, beats_probe, claims_table
+from repro.report.claim_set import ClaimSet, claims_for
+from repro.report.claims import PROBE_CLAIM
+from repro.report.claims_view import claim_line, disagreements, method_note, probe_lines
 from repro.report.formatting import fmt_num
 from repro.report.per_class import best_model
 from repro.names import PAPER_TAUS
@@ -129,8 +130,9 @@ def missing(df: pd.DataFrame, taus: Iterable[float] = PAPER_TAUS, profile: str |
     return unread + notes
 
 
-def summary(df: pd.DataFrame, claims: pd.DataFrame | None = None, profile: str | None = None) -> dict[str, Any]:
-    """What ``06_report.json`` records: run counts per stage (and per p), best models, claims."""
+def summary(df: pd.DataFrame, claims: ClaimSet | None = None, profile: str | None = None) -> dict[str, Any]:
+    """What ``06_report.json`` records: run counts per stage (and per p), best models, the pooled claims
+    (``claims``: the report's :class:`ClaimSet`, computed here when None) and where they came from."""
     counts = {} if df is None or df.empty else {s: int(n) for s, n in df["stage"].value_counts().items()}
     per_p = {} if df is None or df.empty else {
         s: {str(p): int(n) for p, n in g["p"].value_counts().sort_index().items()} for s, g in df.groupby("stage")}
@@ -138,14 +140,14 @@ def summary(df: pd.DataFrame, claims: pd.DataFrame | None = None, profile: str |
     for task in CODES:
         b = best_model(df, task)
         best[task] = None if b is None else {k: b[k] for k in ("stage", "name", "model", "p", "val_score", "seeds")}
-    claims = claims if claims is not None else claims_table(df)
+    claims = claims if claims is not None else claims_for(df)
     return {
         "notebook": "06_report", "profile": profile,
         "runs": int(0 if df is None else len(df)), "runs_per_stage": counts, "runs_per_stage_and_p": per_p,
         "p_values": [] if df is None or df.empty else sorted(int(p) for p in set(df["p"])),
         "seeds": [] if df is None or df.empty else sorted(int(s) for s in set(df["seed"])),
         "best_models": best, "missing": missing(df, profile=profile),
-        "claims": claims.to_dict(orient="records"),
+        "claims": claims.pooled.to_dict(orient="records"), "claims_origin": claims.origin,
     }
 
 
@@ -160,11 +162,12 @@ def _cell(r, g: str, paper: bool = True) -> str:
 
 
 def headline_markdown(profile: str = "quick", results_root=None, results_dir=None, df: pd.DataFrame | None = None,
-                      ps=P_ENDS, with_claims: bool = True) -> str:
+                      ps=P_ENDS, with_claims: bool = True, claims: ClaimSet | None = None) -> str:
     """Markdown for the README: this project vs the paper at p = 15 and 70 — T1 balanced accuracy
     (our main T1 metric) and accuracy, T2 top-1, T3 BLEU for M1 {T1,T2,T3}, M2, M3, M3+ensemble, and
     the baselines (majority class, most frequent caption, LR probe) — and (``with_claims``) the claims'
-    verdicts, with which models beat the probe."""
+    verdicts after Holm, T1 on both metrics, with which models beat the probe and where the metrics
+    disagree. ``claims``: the report's :class:`ClaimSet` (computed here when None)."""
     if df is None:
         df = load_results(profile, results_root, results_dir)
     t5 = table5(df, ps=ps)
@@ -189,31 +192,18 @@ def headline_markdown(profile: str = "quick", results_root=None, results_dir=Non
         lines.append("| " + " | ".join(cells) + " |")
     if not with_claims:
         return "\n".join(lines) + "\n"
+    cl = (claims if claims is not None else claims_for(df)).pooled
     n_seeds = 0 if df is None or df.empty else df["seed"].nunique()
-    lines += ["", f"Claims (paired differences over p × seed, {n_seeds} seed(s); 95% t-interval; "
-                  f"T1 on {CLAIM_NAME['T1']}, the paper's T1 effect on accuracy):", ""]
-    cl = claims_table(df)
-    for _, r in cl.iterrows():
-        if r["claim"] == PROBE_CLAIM:
-            continue
-        lines.append(_claim_line(r))
+    lines += ["", f"Claims (paired differences pooled over p, {n_seeds} seed(s)); each verdict after Holm, in "
+                  f"words, then T1 on {CLAIM_NAME['T1']} and on accuracy (the paper's metric; the paper's T1 "
+                  "effect is on accuracy). " + method_note(cl), ""]
+    lines += [claim_line(r) for _, r in cl.iterrows() if r["claim"] != PROBE_CLAIM]
     probe = cl[cl["claim"] == PROBE_CLAIM]
     if (probe["n_pairs"] > 0).any():
-        lines += ["", "Which models beat the LR probe (model − probe, paired by p and seed):", ""]
-        verdicts = beats_probe(cl)
-        for task in verdicts:
-            v = verdicts[task]
-            lines.append(f"- {task} {CLAIM_NAME[task]}: beat the probe: {', '.join(v['supported']) or 'none'}; "
-                         f"below it: {', '.join(v['not supported']) or 'none'}; "
-                         f"inconclusive: {', '.join(v['inconclusive']) or 'none'}")
-        for _, r in probe.iterrows():
-            lines.append(_claim_line(r))
+        lines += ["", "Which models beat the LR probe after Holm (model − probe, paired by p and seed):", ""]
+        lines += probe_lines(cl)
+        lines += [claim_line(r) for _, r in probe.iterrows()]
+    split = disagreements(cl)
+    lines += ["", "Where T1's two metrics disagree: none."] if not split else \
+        ["", "Where T1's two metrics disagree:", ""] + [f"- {s}" for s in split]
     return "\n".join(lines) + "\n"
-
-
-def _claim_line(r) -> str:
-    eff = "–" if not np.isfinite(r["effect"]) else f"{r['effect']:+.3f}"
-    ci = "" if not np.isfinite(r["ci_low"]) else f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
-    pe = "" if not np.isfinite(r["paper_effect"]) else f"; paper {r['paper_effect']:+.3f}"
-    return (f"- {r['claim']} ({r['comparison']}, {r['task']}, p = {r['p']}): **{r['verdict']}**, "
-            f"effect {eff}{ci}, {r['n_pairs']} pairs{pe}")
