@@ -33,7 +33,7 @@ data_root = None
 results_dir = None
 skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
 strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
-force = False
+force = False  # retrain models whose results exist (the sweep's --force sets it)
 
 # %%
 from repro.experiments.context import make_context

@@ -38,6 +38,7 @@ results_dir = None
 skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
 strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 taus = "validation"
+force = False  # retrain models whose results exist (the sweep's --force sets it)
 
 # %%
 from repro.experiments.ensemble import evaluate_ensemble
@@ -70,7 +71,8 @@ ens = evaluate_ensemble(ctx)
 # ## M2 with a single teacher and with the ensemble
 
 # %%
-m2 = {"M2": run_m2(ctx, ensemble=False, taus=taus), "M2+ensemble": run_m2(ctx, ensemble=True, taus=taus)}
+m2 = {"M2": run_m2(ctx, ensemble=False, taus=taus, force=force),
+      "M2+ensemble": run_m2(ctx, ensemble=True, taus=taus, force=force)}
 fig = learning_curves(m2, title=f"M2, {profile}, p={p}, seed={seed}")
 
 # %% [markdown]

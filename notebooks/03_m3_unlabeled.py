@@ -36,6 +36,7 @@ results_dir = None
 skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
 strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
 taus = "validation"
+force = False  # retrain models whose results exist (the sweep's --force sets it)
 
 # %%
 from repro.experiments.context import load_result
@@ -53,7 +54,8 @@ tau = resolve_taus(ctx, taus)
 print("temperatures per task:", tau, "| unlabeled images:", len(ctx.indices(unlabeled=(ctx.profile.unlabeled, p))))
 
 # %%
-m3 = {"M3": run_m3(ctx, ensemble=False, taus=taus), "M3+ensemble": run_m3(ctx, ensemble=True, taus=taus)}
+m3 = {"M3": run_m3(ctx, ensemble=False, taus=taus, force=force),
+      "M3+ensemble": run_m3(ctx, ensemble=True, taus=taus, force=force)}
 fig = learning_curves(m3, title=f"M3, {profile}, p={p}, seed={seed}")
 
 # %% [markdown]

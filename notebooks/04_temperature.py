@@ -33,6 +33,7 @@ data_root = None
 results_dir = None
 skip_bad_images = False  # skip unreadable images (listed in the data report); the rest get a split of their own
 strict_keywords = False  # fail on keywords the keyword table lacks instead of deciding them by rule
+force = False  # retrain models whose results exist (the sweep's --force sets it)
 
 # %%
 import pandas as pd
@@ -45,7 +46,7 @@ from repro.report.results import metric_of
 
 ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=results_dir,
                    skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
-study = temperature_study(ctx)
+study = temperature_study(ctx, force=force)
 if study["seed"] != seed:
     print(f"profile {profile!r} chooses τ once per p (tau_seed={study['seed']}): showing that seed's study")
 

@@ -232,7 +232,7 @@ def _cmd_sweep(args: Any) -> int:
     from repro.sweep.plan import plan_sweep
 
     runs = plan_sweep(args.notebooks, args.profile, args.p, args.seeds, args.results_root, args.data_root,
-                      sweep_extra_params(args), notebooks_dir=args.notebooks_dir)
+                      sweep_extra_params(args), notebooks_dir=args.notebooks_dir, force=args.force)
     return _execute_cli(args, runs, "sweep")
 
 
@@ -244,7 +244,7 @@ def _cmd_run_notebook(args: Any) -> int:
         raise ConfigError(f"{path.stem} runs per training fraction: give --p (one of {list(P_VALUES)})")
     ps = [args.p] if args.p is not None else []
     runs = plan_sweep([path], args.profile, ps, [args.seed], args.results_root, args.data_root,
-                      sweep_extra_params(args))
+                      sweep_extra_params(args), force=args.force)
     if len(runs) != 1:
         raise ConfigError(f"run-notebook runs one notebook for one p and seed; got {len(runs)} runs")
     return _execute_cli(args, runs, "run-notebook")

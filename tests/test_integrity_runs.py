@@ -105,6 +105,8 @@ def test_relabelled_table_in_a_root_with_old_results_is_not_reported(real_run, t
 
 
 def test_sweep_into_a_root_filled_from_other_data_stops(real_run, tmp_path, capsys):
+    from repro.sweep.plan import plan_sweep
+
     data, _, real = real_run
     other = make_kaggle_odir(tmp_path / "other", n_patients=30)
     for f in (other / "preprocessed_images").glob("1_*.jpg"):
@@ -119,6 +121,12 @@ def test_sweep_into_a_root_filled_from_other_data_stops(real_run, tmp_path, caps
     err = _one_error_line(capsys)
     assert rc == 2 and real["data"]["data_identity"] in err and "--force" in err
     assert "m1-T1.json" in err and "skipped" not in err
+    # --force reaches the notebook (its `force` parameter), which retrains instead of reading the old result
+    assert plan_sweep(["01"], "smoke", [15], [0], root, None, force=True)[0].parameters["force"] is True
+    rc = main(["sweep", "--notebooks", "01", "--profile", "smoke", "--p", "15", "--seeds", "0",
+               "--data-root", str(other), "--results-root", str(root), "--force"])
+    new = read_json(run_dir / "m1-T1.json")
+    assert rc == 0 and new["data"]["data_identity"] not in ("", real["data"]["data_identity"])
 
 
 def test_sweep_skip_rule_keeps_results_of_the_same_data(real_run, tmp_path):

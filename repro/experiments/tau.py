@@ -37,12 +37,13 @@ def tau_source(taus: Any) -> str:
     return str(taus)
 
 
-def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[str, Any]:
+def temperature_study(ctx: Context, taus=None, progress: bool = True, force: bool = False) -> dict[str, Any]:
     """Paper Table 4: for each task t and τ, the single-task teacher M1{t} is distilled into a copy of
     itself on the unlabeled set (an M3 stage, KD only). The best τ per task is chosen on validation.
 
     The paper picks τ per (task, p). With ``profile.tau_seed = k`` the study runs only for seed k and its
     choice serves every seed of that p (other seeds load it); with ``None`` every seed runs its own.
+    ``force`` retrains τ runs whose results exist.
     """
     tau_seed = ctx.profile.tau_seed
     if tau_seed is not None and ctx.seed != tau_seed:
@@ -64,7 +65,7 @@ def temperature_study(ctx: Context, taus=None, progress: bool = True) -> dict[st
             stage = kd_stage(ctx, "tau", (task,), ts, {task: float(tau)}, labeled=False)
             res = train_and_record(ctx, "tau", name, student, stage, idx,
                                    params={"task": code, "tau": float(tau), "init": f"m1-{code}"}, progress=progress,
-                                   max_epochs=ctx.profile.kd_max_epochs)
+                                   max_epochs=ctx.profile.kd_max_epochs, force=force)
             runs[name] = res
             scores[float(tau)] = res["best_val_score"]
         best[task] = max(scores, key=lambda k: (scores[k], -k))

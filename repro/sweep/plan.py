@@ -184,6 +184,7 @@ def plan_sweep(
     data_root: str | os.PathLike | None = None,
     extra_params: dict[str, Any] | None = None,
     notebooks_dir: str | os.PathLike | None = None,
+    force: bool = False,
 ) -> list[Run]:
     """The runs of a sweep, in the order they must execute.
 
@@ -199,7 +200,9 @@ def plan_sweep(
     Only parameters a notebook declares are passed to it; ``results_dir`` is
     always ``<results_root>/<profile>`` (default ``results/<profile>``) and
     ``data_root`` is passed only when given.  ``extra_params`` go to the
-    notebooks that declare them; a key no notebook declares is an error.
+    notebooks that declare them; a key no notebook declares is an error. ``force`` (the sweep's
+    ``--force``) sets ``force = True`` in every notebook that declares it, so that the notebook retrains
+    models whose results exist (from other data included) instead of reading them.
     """
     get_profile(profile)
     ps, seeds = _check_ps(ps), _check_seeds(seeds)
@@ -237,6 +240,8 @@ def plan_sweep(
         if data_root is not None:
             values["data_root"] = str(Path(data_root).expanduser().resolve())
         values.update(extra)
+        if force:
+            values["force"] = True
         params = {k: v for k, v in values.items() if k in spec.params}
         if spec.per_run:
             result = rdir / f"p{p}" / f"seed{seed}" / f"{spec.stem}.json"
