@@ -311,3 +311,33 @@ def test_chain_floor_from_a_sweep_record():
         chain_floor(record, 45, 0)
     with pytest.raises(ConfigError, match="no per-phase timings"):
         chain_floor({"runs": {"01_m1_teachers/p15/seed0": {"status": "done", "wall_s": 1.0}}})
+
+
+def test_record_totals_leave_out_a_segment_every_run_of_which_was_redone(tmp_path):
+    """A --force sweep redoes every run of an earlier segment: that segment stays listed, but the
+    record's wall time, start and commits are the live segments' only."""
+    from repro.io import read_json, write_json
+    from repro.sweep.record import SweepRecord
+
+    def seg(start, wall, commit, keys, status="done"):
+        return {"status": "finished", "started": start, "finished": start, "wall_s": wall, "git_commit": commit,
+                "notebooks": ["01_m1_teachers"], "ps": [15], "seeds": [0], "peak_memory_mb": 100.0,
+                "runs": [{"key": k, "status": status, "wall_s": wall / len(keys)} for k in keys]}
+
+    keys = ["01_m1_teachers/p15/seed0", "01_m1_teachers/p70/seed0"]
+    path = tmp_path / "sweep.json"
+    old, new = seg("2026-01-01T00:00:00", 2794.0, "aaa", keys), seg("2026-01-02T00:00:00", 2310.0, "bbb", keys)
+    write_json(path, {"profile": "quick", "segments": [old, new]})
+    rec = SweepRecord(path, new, print)
+    rec.doc = read_json(path)
+    rec.save()
+    doc = read_json(path)
+    assert len(doc["segments"]) == 2 and doc["wall_s"] == 2310.0 and doc["git_commits"] == ["bbb"]
+    assert doc["started"] == "2026-01-02T00:00:00"
+    # a later segment that redid one run only: both segments count
+    part = seg("2026-01-03T00:00:00", 100.0, "ccc", keys[:1])
+    write_json(path, {"profile": "quick", "segments": [new, part]})
+    rec = SweepRecord(path, part, print)
+    rec.doc = read_json(path)
+    rec.save()
+    assert read_json(path)["wall_s"] == 2410.0

@@ -230,15 +230,18 @@ class SweepRecord:
                     continue
                 merged[r["key"]] = {k: r.get(k) for k in ("status", "reason", "wall_s", "finished", "result",
                                                           "executed", "error", "peak_memory_mb", "phases")} | {"segment": i}
+        # the totals count the segments whose runs are in the record (and this one): a segment whose every
+        # run a later one redid (a --force sweep) stays listed under "segments" but no longer counts
+        live = [s for i, s in enumerate(segs) if i == len(segs) - 1 or any(m["segment"] == i for m in merged.values())]
         self.doc.update(
-            notebooks=list(dict.fromkeys(n for s in segs for n in s.get("notebooks", []))),
-            ps=sorted({p for s in segs for p in s.get("ps", [])}),
-            seeds=sorted({x for s in segs for x in s.get("seeds", [])}),
-            started=segs[0].get("started") if segs else None,
-            finished=segs[-1].get("finished") if segs else None,
-            wall_s=round(sum(s.get("wall_s") or 0.0 for s in segs), 3),
-            peak_memory_mb=max((s.get("peak_memory_mb") or 0.0 for s in segs), default=0.0),
-            git_commits=list(dict.fromkeys(s.get("git_commit") for s in segs if s.get("git_commit"))),
+            notebooks=list(dict.fromkeys(n for s in live for n in s.get("notebooks", []))),
+            ps=sorted({p for s in live for p in s.get("ps", [])}),
+            seeds=sorted({x for s in live for x in s.get("seeds", [])}),
+            started=live[0].get("started") if live else None,
+            finished=live[-1].get("finished") if live else None,
+            wall_s=round(sum(s.get("wall_s") or 0.0 for s in live), 3),
+            peak_memory_mb=max((s.get("peak_memory_mb") or 0.0 for s in live), default=0.0),
+            git_commits=list(dict.fromkeys(s.get("git_commit") for s in live if s.get("git_commit"))),
             runs=merged,
             breakdown_s=_breakdown(merged),
             phases_s=phase_breakdown(merged),
