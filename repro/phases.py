@@ -22,10 +22,12 @@ FEATURES = "feature_loading"
 MODEL_SETUP = "model_setup"          # building a model (its encoder with pretrained weights) or loading a checkpoint
 TEACHER_CACHES = "teacher_caches"
 TRAINING = "training"
+BASELINE_FITS = "baseline_fits"      # the logistic-regression probe's fits (notebook 01)
 VALIDATION = "validation"
 EVALUATION = "evaluation"
 WRITING = "writing"
-LIBRARY_PHASES = (DATA, FEATURE_BUILD, FEATURES, MODEL_SETUP, TEACHER_CACHES, TRAINING, VALIDATION, EVALUATION, WRITING)
+LIBRARY_PHASES = (DATA, FEATURE_BUILD, FEATURES, MODEL_SETUP, TEACHER_CACHES, TRAINING, BASELINE_FITS, VALIDATION,
+                  EVALUATION, WRITING)
 
 _totals: dict[str, float] = {}
 _stack: list[list] = []   # [name, start of the current exclusive stretch]

@@ -30,6 +30,7 @@ import numpy as np
 
 from repro.io import read_json, write_json
 from repro.names import BASELINE_STAGE, PRIMARY
+from repro.phases import BASELINE_FITS, phase
 
 PROBE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)   # the first grid; widened at an edge holding the best C
 PROBE_LIMITS = (1e-7, 1e3)                     # the widening stops here (C at a limit is reported at the edge)
@@ -275,7 +276,8 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
             return _primary(score_predictions(prep, val_idx, {task: scores}, detail=False), task)
 
         t1 = time.perf_counter()
-        clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw)
+        with phase(BASELINE_FITS):
+            clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw)
         fit_s[task] = round(time.perf_counter() - t1, 2)
         chosen[task], val_scores[task], edges[task] = c, {f"{k:g}": v for k, v in scores.items()}, edge
         if edge:
