@@ -23,6 +23,7 @@ time limit is requeued by submitit and resumes at its next missing result.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -304,7 +305,10 @@ class Controller:
         for u in active:
             u.cancelled = True
             try:
-                u.job.cancel(check=False)
+                if self.executor == SLURM:
+                    u.job.cancel(check=False)   # scancel: SIGTERM to the job, SIGKILL after the cluster's KillWait
+                else:   # submitit's local cancel sends SIGINT, which a process started in the background ignores;
+                    os.kill(int(u.job_id), signal.SIGTERM)   # its job controller forwards SIGTERM to the job
             except OSError as exc:
                 self.emit(f"could not cancel job {u.job_id}: {exc}")
         deadline = time.monotonic() + CANCEL_WAIT_S
