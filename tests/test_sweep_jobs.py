@@ -157,7 +157,8 @@ def test_local_jobs_run_the_sweep_record_their_ids_and_a_rerun_submits_nothing(t
     again = subprocess.run(_sweep_cmd(tmp_path), cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True,
                            timeout=60)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "submitted" not in again.stdout and "0 done, 6 skipped, 0 failed" in again.stdout
+    assert "submitted" not in again.stdout and "every result exists: nothing to submit" in again.stdout
+    assert "0 done, 6 skipped, 0 failed" in again.stdout
     assert (rdir / "sweep.json").stat().st_mtime_ns == stamp   # nothing ran: the record is untouched
 
 
@@ -182,7 +183,8 @@ def test_interrupted_controller_cancels_its_jobs_and_the_rerun_resumes(tmp_path)
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, out
-    assert f"cancelling job(s) {job_id}" in out and not pid_alive(int(job_id))
+    assert job_id in next(line for line in out.splitlines() if line.startswith("cancelling job(s)")), out
+    assert f"job {job_id} ended" in out and not pid_alive(int(job_id)), out
     seg = _record(rdir)["segments"][0]
     assert seg["status"] == "interrupted"
     status = {r["key"]: r["status"] for r in seg["runs"]}

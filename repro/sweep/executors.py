@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from repro.errors import ConfigError
+from repro.errors import ConfigError, ReproError
 from repro.io import pid_alive, read_json
 from repro.names import LOCAL, SLURM, SWEEP_FILE
 from repro.paths import project_relative
@@ -57,6 +57,10 @@ MAX_REQUEUES = 3
 JOBS_DIR = "jobs"
 #: run statuses that a job has yet to settle
 OPEN = ("queued", "running")
+
+
+class SubmitError(ReproError):
+    """A job could not be submitted (sbatch refused it)."""
 
 
 @dataclass
@@ -190,8 +194,12 @@ class Controller:
         name = f"repro-{profile}-{u.name.replace(' ', '-')}"
         self.submitter.update_parameters(**submitit_parameters(self.resources, self.executor, name))
         todo = [self.runs[i] for i in u.todo]
-        u.job = self.submitter.submit(ChainJob(todo, u.todo, len(self.runs), self.force, self.stop_on_error,
-                                               self.kernel, self.chain))
+        try:
+            u.job = self.submitter.submit(ChainJob(todo, u.todo, len(self.runs), self.force, self.stop_on_error,
+                                                   self.kernel, self.chain))
+        except Exception as exc:  # noqa: BLE001 - sbatch's refusal (a bad partition or option) becomes one message
+            raise SubmitError(f"could not submit the job of {u.name} ({self.executor}): {error_line(exc)}; check "
+                              f"the --slurm-* options ({self.resources.describe()})") from None
         u.state = "submitted"
         for i in u.todo:
             self.outcomes[i].status, self.outcomes[i].job = "queued", u.job_id
@@ -282,6 +290,7 @@ class Controller:
             stopped = o.status == "interrupted" or (o.status == "not run" and o.reason == JOB_STOPPED)
             if o.status not in OPEN and not stopped:
                 continue
+            before = (o.status, o.reason)
             if u.cancelled:   # by this controller: the sweep is interrupted
                 o.status, o.reason = ("interrupted", None) if o.started else ("not run", "sweep interrupted")
             elif o.started:   # by someone else (scancel), a node failure, a crash: the run failed
@@ -289,7 +298,8 @@ class Controller:
                 self.note_failure(i)
             else:
                 o.status, o.reason = "not run", f"{how} before this run"
-            self.emit(self.line(i, u))
+            if (o.status, o.reason) != before:
+                self.emit(self.line(i, u))
         u.record.update(state=state, ended=utc_now())
         counts = {s: sum(self.outcomes[i].status == s for i in u.todo) for s in ("done", "skipped", "failed")}
         self.emit(f"job {u.job_id} ended ({state}{cause}): " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -348,6 +358,8 @@ def run_with_jobs(runs: Sequence[Run], executor: str, resources: JobResources, f
         raise ConfigError(f"executor {executor!r} does not submit jobs; use {LOCAL!r} or {SLURM!r}")
     if executor == SLURM and slurm_missing():
         raise ConfigError(slurm_missing())
+    if max_jobs is not None and max_jobs < 1:
+        raise ConfigError(f"--max-jobs {max_jobs} is not allowed: give 1 or more jobs at once")
     folder = one_results_folder(runs)
     kernel = kernel_name or DEFAULT_KERNEL
     kernel_cmd = check_kernel(kernel)
@@ -403,6 +415,8 @@ def run_with_jobs(runs: Sequence[Run], executor: str, resources: JobResources, f
 
     report = SweepReport(outcomes, segment["wall_s"], segment["peak_memory_mb"] or 0.0, interrupted is not None,
                          record.path if record.active else None)
+    if not segment["jobs"] and all(o.reason == "result exists" for o in outcomes):
+        emit("every result exists: nothing to submit")
     emit(report.summary())
     if interrupted is not None:
         emit("sweep interrupted: its jobs were cancelled, completed runs keep their results; "
