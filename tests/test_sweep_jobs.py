@@ -121,6 +121,30 @@ def test_live_jobs_of_an_earlier_sweep_block_a_new_one(tmp_path):
     assert not (rdir / LOCK_FILE).exists() and not (rdir / "p15").exists()
 
 
+# --- inside a job ------------------------------------------------------------------------------------------
+
+def test_a_requeued_job_keeps_what_its_earlier_attempt_did_even_under_force(tmp_path, capsys):
+    """A job that reaches its time limit is requeued with the same call (Checkpointable): runs its earlier
+    attempt finished count as done, so --force reruns a run once, not once per attempt."""
+    from repro.sweep.job import ChainJob, run_job
+
+    runs = plan_sweep(["01", "02"], "smoke", [15], [0], results_root=tmp_path, notebooks_dir=FIX)
+    job = ChainJob(runs, [3, 4], 9, force=True, stop_on_error=False, kernel=None, chain=True)
+    assert job.checkpoint().function is job   # requeued as the same call
+    progress = tmp_path / "jobs" / "7" / "progress.json"
+    first = run_job(job, progress, "7")
+    assert first["attempt"] == 1 and {k: v["status"] for k, v in first["runs"].items()} == {
+        "01_fake/p15/seed0": "done", "02_dep/p15/seed0": "done"}
+    assert "[4/9] 01_fake p15 seed0: running" in capsys.readouterr().out   # its place in the whole sweep
+    stamps = [r.result.stat().st_mtime_ns for r in runs]
+    second = run_job(job, progress, "7")
+    assert second["attempt"] == 2 and [r.result.stat().st_mtime_ns for r in runs] == stamps
+    assert second["runs"] == first["runs"]
+    progress.unlink()   # a new job (not a requeue) with --force reruns both
+    assert run_job(job, progress, "8")["attempt"] == 1
+    assert all(r.result.stat().st_mtime_ns > t for r, t in zip(runs, stamps))
+
+
 # --- the local executor ---------------------------------------------------------------------------------------
 
 def test_local_jobs_run_the_sweep_record_their_ids_and_a_rerun_submits_nothing(tmp_path):

@@ -40,7 +40,7 @@ from repro.sweep.kernel import DEFAULT_KERNEL, check_kernel, kernel_env
 from repro.sweep.lock import SweepLockedError, signals_as_interrupt, sweep_lock, utc_now
 from repro.sweep.plan import TAU_READERS, Run
 from repro.sweep.record import RunOutcome, SweepRecord, SweepReport, error_line, fmt_seconds
-from repro.sweep.run import (_clean_partials, _skip_reason, close_outcomes, new_segment, one_results_folder,
+from repro.sweep.run import (clean_partials, close_outcomes, new_segment, one_results_folder, skip_reason,
                              update_segment)
 from repro.sweep.slurm import ACTIVE_STATES, GONE, JobResources, queue_states, slurm_missing, submitit_parameters
 
@@ -178,7 +178,7 @@ class Controller:
                 return
             stopped = self.stop_on_error and any(o.status == "failed" for o in self.outcomes)
             for i in u.runs:
-                skip = _skip_reason(self.runs[i], self.force, self.failed_at, stopped)
+                skip = skip_reason(self.runs[i], self.force, self.failed_at, stopped)
                 if skip:
                     self.outcomes[i].status, self.outcomes[i].reason = skip
                     self.emit(f"{self.label(i)} {self.runs[i].name}: {self.outcomes[i].label}")
@@ -377,7 +377,7 @@ def run_with_jobs(runs: Sequence[Run], executor: str, resources: JobResources, f
                 f"job(s) {ids} of an earlier sweep (pid {seg.get('pid')} on {seg.get('host')}, started "
                 f"{seg.get('started')}) still run and write into {folder}: wait for them to end or cancel them "
                 f"({how}), then run this command again")
-        _clean_partials(folder)
+        clean_partials(folder)
         t0 = time.monotonic()
         segment = new_segment(outcomes, command, force, stop_on_error, chain, kernel, kernel_cmd, executor)
         segment.update(resources=asdict(resources), max_jobs=limit, jobs=[])

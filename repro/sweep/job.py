@@ -66,20 +66,21 @@ class ChainJob(Checkpointable):
 
 def run_job(job: ChainJob, progress: Path, job_id: str) -> dict[str, Any]:
     """Run ``job``'s runs, writing ``progress`` after each; returns the last progress document."""
-    from repro.sweep.run import KERNEL_ARGUMENTS, _progress_as_lines, close_outcomes, run_loop
+    from repro.sweep.run import KERNEL_ARGUMENTS, close_outcomes, progress_as_lines, run_loop
 
     def emit(line: str) -> None:
         print(line, flush=True)
 
     outcomes = [RunOutcome(r, job=job_id) for r in job.runs]
-    earlier = read_progress(progress).get("runs", {})
+    earlier = read_progress(progress)
     for o in outcomes:  # a requeued job: what an earlier attempt finished stays done
-        if earlier.get(o.run.key, {}).get("status") == "done":
-            o.restore(earlier[o.run.key])
+        state = earlier.get("runs", {}).get(o.run.key, {})
+        if state.get("status") == "done":
+            o.restore(state)
     todo = [i for i, o in enumerate(outcomes) if o.status != "done"]
     doc: dict[str, Any] = {"job": job_id, "host": socket.gethostname(), "pid": os.getpid(),
-                           "attempt": int(read_progress(progress).get("attempt", 0)) + 1, "started": utc_now(),
-                           "finished": None, "runs": {}}
+                           "attempt": int(earlier.get("attempt", 0)) + 1, "started": utc_now(), "finished": None,
+                           "runs": {}}
 
     def save(_: int = 0) -> None:
         doc["runs"] = {o.run.key: o.state() for o in outcomes}
@@ -92,7 +93,7 @@ def run_job(job: ChainJob, progress: Path, job_id: str) -> dict[str, Any]:
     sampler = MemorySampler().start()
     pool = KernelPool(kernel, KERNEL_ARGUMENTS, share=job.chain)
     try:
-        with kernel_env(), _progress_as_lines(), signals_as_interrupt():
+        with kernel_env(), progress_as_lines(), signals_as_interrupt():
             run_loop([job.runs[i] for i in todo], [outcomes[i] for i in todo], pool, sampler, {"name": ""}, emit,
                      job.force, job.stop_on_error, save=save, positions=[job.positions[i] for i in todo],
                      total=job.total)

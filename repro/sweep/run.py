@@ -67,7 +67,7 @@ OTHER = "other"
 PARTIAL_SUFFIX = ".partial.ipynb"
 
 
-def _clean_partials(folder: Path) -> None:
+def clean_partials(folder: Path) -> None:
     """Remove half-written executed notebooks of killed runs (the caller holds the lock): those of a process
     of this host that is gone, and those named before names carried the host; a partial of another host's
     process is kept (its pid cannot be checked here) until its run is run again (:func:`_run_one`)."""
@@ -114,7 +114,7 @@ class LineStream:
 
 
 @contextmanager
-def _progress_as_lines() -> Iterator[None]:
+def progress_as_lines() -> Iterator[None]:
     """Kernels started inside print training progress as plain lines (:mod:`repro.progress`)."""
     saved = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = "lines"
@@ -226,7 +226,7 @@ def run_sweep(
     outcomes = [RunOutcome(r) for r in runs]
 
     with sweep_lock(folder, emit):
-        _clean_partials(folder)
+        clean_partials(folder)
         t0 = time.monotonic()
         segment = new_segment(outcomes, command, force, stop_on_error, chain, kernel, kernel_cmd, INLINE)
         record = SweepRecord(folder / SWEEP_FILE, segment, emit)
@@ -251,7 +251,7 @@ def run_sweep(
             record.save()
 
         try:
-            with kernel_env(), _progress_as_lines(), signals_as_interrupt():
+            with kernel_env(), progress_as_lines(), signals_as_interrupt():
                 run_loop(runs, outcomes, pool, sampler, current, emit, force, stop_on_error, save=save,
                          before=lambda run: bar.set_postfix_str(run.name), after=lambda: bar.update(1))
         except KeyboardInterrupt as exc:
@@ -288,7 +288,7 @@ def run_loop(runs: Sequence[Run], outcomes: Sequence[RunOutcome], pool: KernelPo
              save: Callable[[int], None], positions: Sequence[int] | None = None, total: int | None = None,
              before: Callable[[Run], None] | None = None, after: Callable[[], None] | None = None) -> None:
     """The run loop of a sweep, and of a job that runs part of one (:mod:`repro.sweep.job`): each run is
-    skipped (:func:`_skip_reason`) or executed in the pool's kernel, and ``save(i)`` is called after each.
+    skipped (:func:`skip_reason`) or executed in the pool's kernel, and ``save(i)`` is called after each.
 
     ``positions`` (default ``0..n-1``) and ``total`` (default ``n``) number the runs in the lines printed
     (``[3/7] ...``): a job's runs keep their place in the whole sweep."""
@@ -299,7 +299,7 @@ def run_loop(runs: Sequence[Run], outcomes: Sequence[RunOutcome], pool: KernelPo
         label = f"[{positions[i] + 1}/{total}]"
         if before:
             before(run)
-        skip = _skip_reason(run, force, failed_at, stop_on_error and any(o.status == "failed" for o in outcomes))
+        skip = skip_reason(run, force, failed_at, stop_on_error and any(o.status == "failed" for o in outcomes))
         if skip:
             out.status, out.reason = skip
         else:
@@ -316,7 +316,7 @@ def run_loop(runs: Sequence[Run], outcomes: Sequence[RunOutcome], pool: KernelPo
             after()
 
 
-def _skip_reason(run: Run, force: bool, failed_at: dict[tuple[int, int] | None, tuple[float, str]],
+def skip_reason(run: Run, force: bool, failed_at: dict[tuple[int, int] | None, tuple[float, str]],
                  stopped: bool) -> tuple[str, str] | None:
     """``(status, reason)`` of a run the sweep does not execute, or ``None`` to run it.
 
