@@ -206,6 +206,10 @@ def _tensorboard_flag(sp: Any) -> None:
                          "(default: the profile's tensorboard setting, off)")
 
 
+#: the sweep options that only jobs use (their argparse names)
+JOB_FLAGS = ("max_jobs", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_cpus", "slurm_mem", "slurm_option")
+
+
 def _executor_flags(sp: Any) -> None:
     """Where the notebooks run, and what each job asks of SLURM (defaults per profile: repro.sweep.slurm)."""
     from repro.sweep.slurm import PROFILE_RESOURCES
@@ -298,6 +302,10 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
     from repro.sweep.run import run_sweep
 
     executor = getattr(args, "executor", INLINE)
+    job_flags = [f"--{k.replace('_', '-')}" for k in JOB_FLAGS if getattr(args, k, None)]
+    if executor == INLINE and job_flags:
+        raise ConfigError(f"{', '.join(job_flags)} set the jobs of --executor slurm or local; this sweep runs "
+                          "inline: add --executor slurm (or local), or leave them out")
     if args.dry_run:
         _print_plan(runs, args.force, executor)
         return 0

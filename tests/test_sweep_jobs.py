@@ -87,6 +87,22 @@ def test_job_resources_per_profile_and_options():
         resources_for("smoke", time_min=0)
 
 
+def test_job_options_without_a_job_executor_and_dry_run_units(tmp_path, capsys):
+    from repro.cli import main
+
+    base = ["sweep", "--profile", "smoke", "--notebooks-dir", str(FIX), "--notebooks", "00", "01", "03", "--p", "15",
+            "--seeds", "0", "--results-root", str(tmp_path)]
+    assert main(base + ["--slurm-gpus", "1"]) == 2
+    assert "--slurm-gpus set the jobs of --executor slurm or local" in capsys.readouterr().err
+    assert main(base + ["--executor", "local", "--max-jobs", "0"]) == 2
+    assert "--max-jobs 0 is not allowed" in capsys.readouterr().err
+    assert main(base + ["--executor", "slurm", "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[-3:] == [
+        "slurm job: 00_once (1 run(s))", "slurm job: p15 seed0 (1 run(s)) after 00_once",
+        "slurm job: 03_summary (1 run(s)) after 00_once, p15 seed0"]
+    assert not (tmp_path / "smoke" / "sweep.json").exists()
+
+
 # --- host-safe lock ---------------------------------------------------------------------------------------
 
 def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
