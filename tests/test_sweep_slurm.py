@@ -183,3 +183,16 @@ def test_slurm_sweep_cancel_and_resume_match_an_inline_sweep(slurm_env, odir_roo
             assert (rdir / f"p{p}" / "seed0" / f"{stem}.json").exists()
     print(f"\nslurm sweep: first call {first_s:.0f} s (job {victim} cancelled), second {second_s:.0f} s, "
           f"jobs {' '.join(ids)}")
+
+
+def test_a_job_sbatch_refuses_is_one_error(slurm_env, tmp_path):
+    fixtures = Path(__file__).parent / "fixtures" / "study"
+    res = subprocess.run([sys.executable, "-m", "repro", "sweep", "--profile", "smoke", "--notebooks-dir",
+                          str(fixtures), "--notebooks", "01", "--p", "15", "--seeds", "0", "--executor", "slurm",
+                          "--slurm-partition", "no-such-partition", "--results-root", str(tmp_path)],
+                         cwd=PROJECT_ROOT, env=_job_env(slurm_env, tmp_path), capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert ("error: could not submit the job of p15 seed0 (slurm): FailedJobError: sbatch: error: Batch job "
+            "submission failed: Invalid partition name specified; check the --slurm-* options") in res.stderr
+    assert not (tmp_path / "smoke" / "sweep.json").exists() and not (tmp_path / "smoke" / ".sweep.lock").exists()
