@@ -83,3 +83,15 @@ def test_where_the_curves_go(tmp_path, monkeypatch):
     assert tensorboard_root(get_profile("smoke", tensorboard=str(tmp_path / "abs")), results_dir) == tmp_path / "abs"
     monkeypatch.setenv(TENSORBOARD_ENV, str(tmp_path / "flag"))   # --tensorboard wins over the profile
     assert tensorboard_root(get_profile("smoke", tensorboard="tb"), results_dir) == tmp_path / "flag"
+
+
+def test_missing_tensorboard_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    from repro.engine import tb_log
+    from repro.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install tensorboard"):
+        tb_log.require_tensorboard()

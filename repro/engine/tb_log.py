@@ -12,6 +12,7 @@ again (after a kill, or ``--force``) replaces the curves of its earlier attempt.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from contextlib import contextmanager
@@ -26,11 +27,9 @@ EVENTS_GLOB = "events.out.tfevents.*"
 
 def require_tensorboard() -> None:
     """A ConfigError saying how to install TensorBoard when it is missing (it writes the event files)."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard "
-                          "(or pip install -e '.[tensorboard]'), or run without --tensorboard") from None
+                          "(or pip install -e '.[tensorboard]'), or run without --tensorboard")
 
 
 def tensorboard_root(profile: Any, results_dir: str | os.PathLike) -> Path | None:
