@@ -21,6 +21,13 @@ REFERENCE ?= results
 TOLERANCE ?= 0.01
 FORCE  ?=
 FORCE_ARG := $(if $(FORCE),--force,)
+# where the sweep's notebooks run: inline (here, one after another), local (a job per (p, seed) chain on this
+# machine) or slurm (a SLURM job per chain); SWEEP_ARGS="--slurm-partition gpu --slurm-time 600" adds sweep options
+EXECUTOR ?= inline
+# TENSORBOARD=tb: TensorBoard curves of every trained model into tb/ (tensorboard --logdir tb)
+TENSORBOARD ?=
+SWEEP_ARGS ?=
+SWEEP_OPTS = --executor $(EXECUTOR) $(if $(TENSORBOARD),--tensorboard $(TENSORBOARD),) $(SWEEP_ARGS)
 # make lab LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888": options for jupyter lab (--allow-root is added for root)
 LAB_ARGS ?=
 ROOT_ARG = $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
@@ -54,7 +61,7 @@ data: venv
 study: venv
 	$(PY) -m repro data --summary --profile $(PROFILE) --results-root $(RESULTS) $(DATA_ARG)
 	$(PY) -m repro sweep --profile $(PROFILE) --notebooks $(NOTEBOOKS) --p $(P) --seeds $(SEEDS) $(DATA_ARG) \
-	  --results-root $(RESULTS) $(FORCE_ARG)
+	  --results-root $(RESULTS) $(FORCE_ARG) $(SWEEP_OPTS)
 
 # the finetune profile's claims study (= make study PROFILE=finetune), then its report
 finetune-study:
@@ -82,7 +89,7 @@ cut-bench: venv
 ABLATION_P ?= 15 70
 ablations: venv
 	$(PY) -m repro sweep --profile $(PROFILE) --notebooks 01 04 07 --p $(ABLATION_P) --seeds $(SEEDS) $(DATA_ARG) \
-	  --results-root $(RESULTS) $(FORCE_ARG)
+	  --results-root $(RESULTS) $(FORCE_ARG) $(SWEEP_OPTS)
 
 report: venv
 	$(PY) -m repro report --profile $(PROFILE) --results-root $(RESULTS)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ConfigError, ReproError
-from repro.names import ALLOW_OUTSIDE_ENV, CODES, P_VALUES, SUBSETS
+from repro.names import ALLOW_OUTSIDE_ENV, CODES, EXECUTORS, INLINE, P_VALUES, SUBSETS, TENSORBOARD_ENV
 from repro.paths import (DEFAULT_RESULTS_ROOT, PROJECT_ROOT, REFERENCE_RESULTS_ROOT, data_root_candidates,
                          project_relative)
 from repro.profiles import DEFAULT_PROFILE, PROFILES
@@ -195,7 +195,46 @@ def _common_args(sp: Any) -> None:
     sp.add_argument("--kernel", default=None,
                     help=f"Jupyter kernel (default: {DEFAULT_KERNEL}); it must run this Python environment")
     sp.add_argument("--dry-run", action="store_true", help="print the planned runs and exit")
+    _tensorboard_flag(sp)
     _data_flags(sp)
+
+
+def _tensorboard_flag(sp: Any) -> None:
+    sp.add_argument("--tensorboard", default=None, metavar="DIR",
+                    help="write TensorBoard curves (per epoch: training loss terms, validation metrics, learning "
+                         "rate) of every trained model into DIR/<profile>/p<p>/seed<seed>/<stage>-<model> "
+                         "(default: the profile's tensorboard setting, off)")
+
+
+#: the sweep options that only jobs use (their argparse names)
+JOB_FLAGS = ("max_jobs", "slurm_partition", "slurm_time", "slurm_gpus", "slurm_cpus", "slurm_mem", "slurm_option")
+
+
+def _executor_flags(sp: Any) -> None:
+    """Where the notebooks run, and what each job asks of SLURM (defaults per profile: repro.sweep.slurm)."""
+    from repro.sweep.slurm import PROFILE_RESOURCES
+
+    paper = PROFILE_RESOURCES["paper"]
+    sp.add_argument("--executor", choices=EXECUTORS, default=INLINE,
+                    help="inline: run every notebook here, one after another (default); local: each (p, seed) "
+                         "chain as a job on this machine; slurm: each chain as a SLURM job (sbatch). Jobs are "
+                         "submitted, followed and cancelled on Ctrl-C by this process, which keeps sweep.json; "
+                         "their logs go to <results root>/<profile>/jobs/<job id>/")
+    sp.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                    help="jobs at once (default: local, as many as the CPUs hold; slurm, every ready chain)")
+    sp.add_argument("--slurm-partition", default=None, metavar="NAME", help="partition (default: the cluster's)")
+    sp.add_argument("--slurm-time", type=int, default=None, metavar="MIN",
+                    help="time limit of a job in minutes, also for local jobs; a job that reaches it is requeued "
+                         f"and resumes (default per profile, e.g. paper {paper.time_min})")
+    sp.add_argument("--slurm-gpus", type=int, default=None, metavar="N",
+                    help=f"GPUs per job (default per profile: paper {paper.gpus}, the CPU profiles 0)")
+    sp.add_argument("--slurm-cpus", type=int, default=None, metavar="N",
+                    help=f"CPUs per job (default per profile, e.g. paper {paper.cpus})")
+    sp.add_argument("--slurm-mem", type=float, default=None, metavar="GB",
+                    help=f"memory per job in GB (default per profile, e.g. paper {paper.mem_gb:g})")
+    sp.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other sbatch setting, without dashes, e.g. account=mylab, qos=high, constraint=a100; "
+                         "repeatable")
 
 
 def sweep_extra_params(args: Any) -> dict[str, Any]:
@@ -222,10 +261,17 @@ def _check_sweep_outputs(args: Any, runs: list) -> None:
     check_writable(lay.cache, "cache folder")
 
 
-def _print_plan(runs: list, force: bool) -> None:
+def _print_plan(runs: list, force: bool, executor: str = INLINE) -> None:
     for r in runs:
         state = "exists" if r.result.exists() and not force else "to run"
         print(f"{r.name:32s} {state:7s} -> {project_relative(r.result)}")
+    if executor != INLINE and runs:
+        from repro.sweep.executors import plan_units
+
+        units = plan_units(runs)
+        for u in units:
+            after = f" after {', '.join(units[d].name for d in u.after)}" if u.after else ""
+            print(f"{executor} job: {u.name} ({len(u.runs)} run(s)){after}")
 
 
 def _cmd_sweep(args: Any) -> int:
@@ -255,17 +301,30 @@ def _execute_cli(args: Any, runs: list, command: str) -> int:
     from repro.sweep.plan import check_results_current
     from repro.sweep.run import run_sweep
 
+    executor = getattr(args, "executor", INLINE)
+    job_flags = [f"--{k.replace('_', '-')}" for k in JOB_FLAGS if getattr(args, k, None)]
+    if executor == INLINE and job_flags:
+        raise ConfigError(f"{', '.join(job_flags)} set the jobs of --executor slurm or local; this sweep runs "
+                          "inline: add --executor slurm (or local), or leave them out")
     if args.dry_run:
-        _print_plan(runs, args.force)
+        _print_plan(runs, args.force, executor)
         return 0
     if runs:
         _check_sweep_outputs(args, runs)
         if not args.force:  # a result of other data is never skipped as if it were this data's
             check_results_current(runs, args.data_root, args.skip_bad_images, args.strict_keywords)
+    options = dict(force=args.force, stop_on_error=getattr(args, "stop_on_error", False), kernel_name=args.kernel,
+                   command=command, chain=not getattr(args, "kernel_per_notebook", False))
     try:
-        report = run_sweep(runs, force=args.force, stop_on_error=getattr(args, "stop_on_error", False),
-                           kernel_name=args.kernel, command=command,
-                           chain=not getattr(args, "kernel_per_notebook", False))
+        if executor == INLINE:
+            report = run_sweep(runs, **options)
+        else:
+            from repro.sweep.executors import run_with_jobs
+            from repro.sweep.slurm import resources_for
+
+            resources = resources_for(args.profile, args.slurm_partition, args.slurm_time, args.slurm_gpus,
+                                      args.slurm_cpus, args.slurm_mem, args.slurm_option)
+            report = run_with_jobs(runs, executor, resources, max_jobs=args.max_jobs, **options)
     except SweepInterrupted as exc:
         print(f"interrupted by {signal.Signals(exc.signum).name}", file=sys.stderr)
         return 128 + exc.signum
@@ -288,6 +347,7 @@ def add_sweep(subparsers: Any) -> None:
     sp.add_argument("--stop-on-error", action="store_true", help="stop at the first failed run")
     sp.add_argument("--kernel-per-notebook", action="store_true",
                     help="start a kernel for every run (default: the runs of one p and seed share one kernel)")
+    _executor_flags(sp)
     _common_args(sp)
     sp.set_defaults(func=_cmd_sweep)
 
@@ -374,6 +434,7 @@ def add_train(sub) -> None:
     p.add_argument("--results-dir", default=None,
                    help="deprecated: the profile folder <results root>/<profile>; use --results-root")
     p.add_argument("--force", action="store_true", help="retrain even if the result exists")
+    _tensorboard_flag(p)
     _data_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -604,15 +665,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    allow = getattr(args, "allow_outside_root", False)
-    old = os.environ.get(ALLOW_OUTSIDE_ENV)
+    # for this command and the notebooks and jobs it starts
+    env = {ALLOW_OUTSIDE_ENV: "1" if getattr(args, "allow_outside_root", False) else None,
+           TENSORBOARD_ENV: getattr(args, "tensorboard", None)}
+    saved = {k: os.environ.get(k) for k, v in env.items() if v}
     try:
         if getattr(args, "profile", None) is not None:
             from repro.profiles import get_profile
 
             get_profile(args.profile)  # an unknown profile is an error in every command
-        if allow:  # for this command and the notebooks it starts
-            os.environ[ALLOW_OUTSIDE_ENV] = "1"
+        if env[TENSORBOARD_ENV]:
+            env[TENSORBOARD_ENV] = str(_tensorboard_dir(env[TENSORBOARD_ENV]))
+        os.environ.update({k: v for k, v in env.items() if v})
         return int(args.func(args) or 0)
     except ReproError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -621,7 +685,19 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        if allow and old is None:
-            os.environ.pop(ALLOW_OUTSIDE_ENV, None)
-        elif allow:
-            os.environ[ALLOW_OUTSIDE_ENV] = old
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _tensorboard_dir(folder: str) -> Path:
+    """``--tensorboard DIR`` as an absolute, writable folder (jobs and kernels may start elsewhere)."""
+    from repro.engine.tb_log import require_tensorboard
+    from repro.paths import check_writable
+
+    require_tensorboard()
+    path = Path(folder).expanduser().resolve()
+    check_writable(path, "TensorBoard folder")
+    return path

@@ -1,9 +1,9 @@
 """Atomic file writes, one way for every file the project writes (docs/design.md §6).
 
 Every writer goes through :func:`atomic_path`: the content is written to a temp file
-beside the target, with a name unique to this process, then renamed into place with
-``os.replace``; a reader never sees half a file, and two processes never share a temp
-file. On top of it: :func:`atomic_write_text`, :func:`write_json`, :func:`atomic_save`
+beside the target, with a name unique to this process on this host (:func:`process_tag`), then
+renamed into place with ``os.replace``; a reader never sees half a file, and two processes never
+share a temp file, even on a file system shared by several hosts. On top of it: :func:`atomic_write_text`, :func:`write_json`, :func:`atomic_save`
 (a binary payload written through a file object: ``np.save``, ``np.savez``, ``torch.save``).
 
 A full disk is one :class:`DiskFullError` naming the folder and the bytes needed, and leaves no file that
@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[
     on success it replaces ``path``, on any error it is removed. Parent folders are created.
     An ``ENOSPC`` becomes a :class:`DiskFullError` (``needed``: the bytes being written, when known)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{process_tag()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
@@ -112,8 +113,24 @@ def atomic_path(path: str | os.PathLike, needed: int | None = None) -> Iterator[
         raise
 
 
-#: the temp names of :func:`atomic_path`: ``.<stem>.<pid>.<8 hex>.tmp<suffix>``
-_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
+#: the temp names of :func:`atomic_path`: ``.<stem>.<pid>@<host>.<8 hex>.tmp<suffix>``
+_TEMP_NAME = re.compile(r"^\..+\.(?P<tag>\d+@[^/]+?)\.[0-9a-f]{8}\.tmp")
+#: a process tag: ``<pid>@<host>``
+_TAG = re.compile(r"^(?P<pid>\d+)@(?P<host>[^/@]+)$")
+
+
+def process_tag(pid: int | None = None) -> str:
+    """``<pid>@<host>``: this process (or ``pid`` on this host) in a file name, unique across the hosts
+    that share a file system; :func:`tag_is_stale` reads it back."""
+    return f"{os.getpid() if pid is None else pid}@{socket.gethostname()}"
+
+
+def tag_is_stale(tag: str) -> bool:
+    """Whether the process a :func:`process_tag` names is known to be gone: it ran on this host and its pid
+    is no longer alive. A tag of another host (or one without a host) is never stale: a pid is checked
+    only on the host it belongs to."""
+    m = _TAG.match(tag)
+    return bool(m) and m["host"] == socket.gethostname() and not pid_alive(int(m["pid"]))
 
 
 def pid_alive(pid: int) -> bool:
@@ -132,15 +149,16 @@ def pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temps(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
-    """Remove temp files of :func:`atomic_path` left in ``folder`` by a process that no longer runs
-    (killed with SIGKILL, or a power cut); those of live processes are kept. Returns what was removed."""
+    """Remove temp files of :func:`atomic_path` left in ``folder`` by a process of this host that no longer
+    runs (killed with SIGKILL, or a power cut); those of live processes and of other hosts are kept
+    (:func:`tag_is_stale`). Returns what was removed."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
     for q in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
         m = _TEMP_NAME.match(q.name)
-        if m and q.is_file() and not pid_alive(int(m["pid"])):
+        if m and q.is_file() and tag_is_stale(m["tag"]):
             try:
                 q.unlink()
                 removed.append(q)

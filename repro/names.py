@@ -102,6 +102,12 @@ def subset_code(tasks) -> str:
 #: environment variable that lets images lie outside the data folder (``--allow-outside-root``; a sweep's
 #: notebooks inherit it)
 ALLOW_OUTSIDE_ENV = "REPRO_ALLOW_OUTSIDE_ROOT"
+#: environment variable naming the TensorBoard log folder (``--tensorboard DIR``; kernels and jobs inherit it)
+TENSORBOARD_ENV = "REPRO_TENSORBOARD"
+
+# ---------------------------------------------------------------- sweep executors
+INLINE, LOCAL, SLURM = "inline", "local", "slurm"
+EXECUTORS = (INLINE, LOCAL, SLURM)   # where a sweep's notebooks run: this process's kernels, local jobs, SLURM jobs
 
 # ---------------------------------------------------------------- numeric precision
 PRECISIONS = ("fp32", "bf16")   # of the frozen-trunk forward (feature_precision) and of timed training (cut bench)

@@ -97,6 +97,7 @@ class Profile:
     feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
     val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
     caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
+    tensorboard: str | None = None       # TensorBoard curves folder, relative to the results root (None: off; --tensorboard wins)
     extra: tuple[tuple[str, Any], ...] = ()  # further settings, as (key, value) pairs; a mapping is accepted
 
     def __post_init__(self) -> None:

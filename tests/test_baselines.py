@@ -111,7 +111,6 @@ def test_widened_search_reports_an_edge_at_the_limit():
 # ---------------------------------------------------------------- on a tiny fake data set
 
 def _prepared(tmp: Path, n: int = 60) -> PreparedData:
-    rng = np.random.default_rng(1)
     split = np.array(["train"] * 40 + ["val"] * 10 + ["test"] * 10)
     # T1: normal 50 %, dr 30 %, amd 20 % in every split
     coarse_idx = np.tile([0, 0, 0, 0, 0, 1, 1, 1, 2, 2], n // 10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from repro.data.prepare import data_summary, prepare_data
 from repro.data.sources import load_dataset
 from repro.errors import CheckpointError, DataError
 from repro.experiments.context import check_stage_inputs, make_context, require_checkpoint, stage_inputs
-from repro.io import atomic_path, clean_stale_temps
+from repro.io import atomic_path, clean_stale_temps, process_tag
 from repro.models.checkpoints import CheckpointMismatchError, save_checkpoint
 from repro.models.featcache import trunk_feature_cache
 from repro.names import SUBSETS, subset_tasks
@@ -188,8 +189,6 @@ def test_train_takes_the_sweep_lock(odir_root, tmp_path, capsys):
     res.mkdir(parents=True)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        import socket
-
         (res / LOCK_FILE).write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(),
                                                  "started": "now", "command": "sweep"}))
         rc = main(["train", "--stage", "m1", "--subsets", "T1", "--profile", "smoke", "--data-root", str(odir_root),
@@ -204,7 +203,7 @@ def test_train_takes_the_sweep_lock(odir_root, tmp_path, capsys):
 
 def test_temp_names_are_unique_per_process_and_call(tmp_path):
     with atomic_path(tmp_path / "m2-ensemble.pt") as a, atomic_path(tmp_path / "m2-ensemble.pt") as b:
-        assert a != b and f".{os.getpid()}." in a.name and a.name.startswith(".m2-ensemble.")
+        assert a != b and f".{os.getpid()}@{socket.gethostname()}." in a.name and a.name.startswith(".m2-ensemble.")
         a.write_bytes(b"1")
         b.write_bytes(b"2")
     assert (tmp_path / "m2-ensemble.pt").read_bytes() in (b"1", b"2")
@@ -393,22 +392,26 @@ def test_stale_temp_files_of_dead_processes_are_cleaned(tiny_odir, tmp_path):
     manifest = load_dataset(tiny_odir).manifest
     folder = tmp_path / "images"
     folder.mkdir()
-    stale = folder / f".odir-32-abc.{_dead_pid()}.0123abcd.tmp.npy"
-    live = folder / f".odir-32-abc.{os.getpid()}.89abcdef.tmp.npy"
+    dead = _dead_pid()
+    stale = folder / f".odir-32-abc.{process_tag(dead)}.0123abcd.tmp.npy"
+    live = folder / f".odir-32-abc.{process_tag()}.89abcdef.tmp.npy"
+    foreign = folder / f".odir-32-abc.{dead}@node7.cluster.example.4567abcd.tmp.npy"  # another host's: kept
+    unowned = folder / f".odir-32-abc.{dead}.0123abcd.tmp.npy"  # no host in the name: kept
     other = folder / "notes.tmp.txt"
-    for q in (stale, live, other):
+    kept = (live, foreign, unowned, other)
+    for q in (stale, *kept):
         q.write_bytes(b"half a cache")
     images, bad = load_image_cache(manifest, 32, cache_root=folder)
     assert images.shape == (len(manifest), 32, 32, 3) and bad == []
-    assert not stale.exists() and live.exists() and other.exists()
-    assert not [q for q in folder.iterdir() if ".tmp" in q.name and q not in (live, other)]
+    assert not stale.exists() and all(q.exists() for q in kept)
+    assert not [q for q in folder.iterdir() if ".tmp" in q.name and q not in kept]
 
 
 def test_stale_temps_in_feature_cache_and_runs_are_cleaned(ctx_a, tmp_path):
     from repro.models.mtlnet import MTLNet
 
     dead = _dead_pid()
-    run_stale = ctx_a.run_artifacts / "teacher_cache" / f".abc-true-def-orig_hflip.{dead}.00ff00ff.tmp.npz"
+    run_stale = ctx_a.run_artifacts / "teacher_cache" / f".abc-true-def-orig_hflip.{process_tag(dead)}.00ff00ff.tmp.npz"
     run_stale.parent.mkdir(parents=True, exist_ok=True)
     run_stale.write_bytes(b"x")
     make_context("smoke", p=15, seed=0, data_root=ctx_a.prepared.data_root, results_dir=ctx_a.results_dir)
@@ -419,7 +422,7 @@ def test_stale_temps_in_feature_cache_and_runs_are_cleaned(ctx_a, tmp_path):
     images = np.zeros((3, 32, 32, 3), dtype=np.uint8)
     trunk_feature_cache(model, images, views=("orig",), root=tmp_path, progress=False)
     folder = next((tmp_path / "features").iterdir())
-    stale = folder / f".orig.{dead}.0a0b0c0d.tmp.npy"
+    stale = folder / f".orig.{process_tag(dead)}.0a0b0c0d.tmp.npy"
     stale.write_bytes(b"x")
     trunk_feature_cache(model, images, views=("orig",), root=tmp_path, progress=False)
     assert not stale.exists() and (folder / "orig.npy").exists()

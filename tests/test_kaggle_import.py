@@ -20,6 +20,7 @@ from repro.data import kaggle as K
 from repro.data.sources import load_dataset
 from repro.data.splits import data_identity
 from repro.errors import DataError
+from repro.io import process_tag
 from tiny_odir import make_tiny_odir
 
 N_PATIENTS = 30
@@ -104,10 +105,13 @@ def test_exact_download_rebuilds_the_reference(reference, tmp_path):
     keys = keys_meta[0]
     download = make_download(ref, tmp_path / "download", damaged=False)
     out = tmp_path / "data"
-    stale = tmp_path / ".data.999999999.tmp"  # the temp folder of an import that was killed
-    (stale / "preprocessed_images").mkdir(parents=True)
+    stale = tmp_path / f".data.{process_tag(999999999)}.tmp"  # the temp folder of an import that was killed
+    foreign = tmp_path / ".data.999999999@another-host.tmp"    # one of another host: its pid is not ours to check
+    for q in (stale, foreign):
+        (q / "preprocessed_images").mkdir(parents=True)
     rep = K.import_kaggle(download, out, reference=keys_meta)
-    assert not stale.exists()
+    assert not stale.exists() and foreign.exists()
+    shutil.rmtree(foreign)
 
     assert rep.download == (download / "archive").resolve()
     assert rep.exact and rep.table_identical

@@ -67,7 +67,7 @@ from PIL import Image
 from repro.data.sources import ODIR_CSV, ODIR_IMAGES, load_dataset
 from repro.data.splits import data_identity, reference_name
 from repro.errors import DataError
-from repro.io import atomic_write_text, pid_alive, read_json, write_json
+from repro.io import atomic_write_text, process_tag, read_json, tag_is_stale, write_json
 from repro.paths import PROJECT_ROOT
 
 #: where ``data --from-kaggle`` writes unless told otherwise (found by the data root resolution, repro.paths)
@@ -367,10 +367,10 @@ def _write_image(src: Path, dest: Path) -> tuple[str, Image.Image | None, str | 
 
 
 def _remove_stale_temps(out: Path) -> None:
-    """Remove the temp folders of earlier imports into ``out`` whose process no longer runs."""
+    """Remove the temp folders of earlier imports into ``out`` whose process (on this host) no longer runs."""
     for tmp in out.parent.glob(f".{out.name}.*.tmp"):
-        pid = tmp.name[len(out.name) + 2:-len(".tmp")]
-        if tmp.is_dir() and pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid))):
+        tag = tmp.name[len(out.name) + 2:-len(".tmp")]
+        if tmp.is_dir() and (tag == process_tag() or tag_is_stale(tag)):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -399,7 +399,7 @@ def import_kaggle(download: str | os.PathLike, out: str | os.PathLike,
     report.not_in_reference = sum(k not in wanted for k in rows)
 
     _remove_stale_temps(out)
-    tmp = out.parent / f".{out.name}.{os.getpid()}.tmp"
+    tmp = out.parent / f".{out.name}.{process_tag()}.tmp"
     (tmp / ODIR_IMAGES).mkdir(parents=True)
     try:
         table_rows, seen = [], {}

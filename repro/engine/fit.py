@@ -16,7 +16,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -48,6 +48,8 @@ class FitResult:
 
 
 OPTIMIZERS = ("sgd", "adamw")
+#: history keys of the learning rates, in the order of the optimiser's groups (:func:`param_groups`)
+LR_KEYS = ("lr", "lr/encoder")
 LR_SCHEDULES = ("constant", "onecycle")
 
 
@@ -101,11 +103,15 @@ def validates(epoch: int, profile) -> bool:
 
 
 def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage: Stage, profile,
-        generator: torch.Generator, desc: str = "", progress: bool = True, restore_best: bool = True) -> FitResult:
+        generator: torch.Generator, desc: str = "", progress: bool = True, restore_best: bool = True,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None) -> FitResult:
     """Train ``model`` on ``train_idx`` with early stopping on ``val_idx``; the best state is restored.
 
     ``restore_best=False`` (the authors' code): every epoch is trained, no early stopping, and the model
-    keeps its last epoch's weights; the best validation epoch is still recorded (``best_epoch``)."""
+    keeps its last epoch's weights; the best validation epoch is still recorded (``best_epoch``).
+    Each epoch's history row holds the mean of every loss term (``train/<term>``), the validation values
+    (``val/...``) and the learning rate of the epoch's last step (``lr``; ``lr/encoder`` for the encoder
+    top's own group); ``on_epoch(row)`` is called with it (the TensorBoard curves, :mod:`repro.engine.tb_log`)."""
     if len(train_idx) == 0:
         raise DataError(f"stage {stage.name}: the training set is empty; check the split and p")
     device = bank.device
@@ -133,7 +139,7 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
             perm = train_t[torch.randperm(len(train_t), generator=generator)]
             views = torch.randint(n_views, (len(perm),), generator=generator)
             sums: dict[str, float] = {}
-            n_batches = 0
+            n_batches, lrs = 0, []
             t0 = time.perf_counter()
             for start in range(0, len(perm), bs):
                 b, v = perm[start:start + bs], views[start:start + bs]
@@ -149,6 +155,7 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                     terms = stage.loss(out, to_device(batch, device))
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()
+                lrs = [g["lr"] for g in opt.param_groups]
                 opt.step()
                 if sched is not None:
                     sched.step()
@@ -157,16 +164,21 @@ def fit(model, bank, prepared, train_idx: np.ndarray, val_idx: np.ndarray, stage
                 n_batches += 1
                 seen += len(b)
             busy += time.perf_counter() - t0
-            row = {"epoch": epoch + 1, **{f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()}}
+            row = {"epoch": epoch + 1, **{f"train/{k}": v / max(n_batches, 1) for k, v in sums.items()},
+                   **dict(zip(LR_KEYS, lrs))}
             if not validates(epoch + 1, profile):  # profile.val_every > 1: no model selection this epoch
                 row["val/score"] = float("nan")
                 history.append(row)
+                if on_epoch:
+                    on_epoch(row)
                 continue
             val_preds = predict(model, bank, val_idx, max_len=profile.max_caption_len + 1)
             val_metrics = score_predictions(prepared, val_idx, val_preds, detail=False)
             score = validation_score(val_metrics, stage.tasks)
             row.update({"val/score": score, **_flat_val(val_metrics)})
             history.append(row)
+            if on_epoch:
+                on_epoch(row)
             bar.set_postfix(loss=f"{row.get('train/total', float('nan')):.3f}", val=f"{score:.3f}")
             if lines:
                 print(epoch_line(desc or stage.name, epoch + 1, profile.max_epochs,

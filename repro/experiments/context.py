@@ -220,6 +220,7 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     ``tested_epoch`` beside ``best_epoch``)."""
     from repro.engine.evaluate import PER_IMAGE_KEY, per_image_predictions, predict, score_predictions
     from repro.engine.fit import fit
+    from repro.engine.tb_log import epoch_log
     from repro.models.checkpoints import save_checkpoint
 
     res_path, ckpt = ctx.result_path(stage_name, name), ctx.checkpoint_path(stage_name, name)
@@ -236,10 +237,11 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     bank = ctx.bank(model)
     val_idx, test_idx = ctx.indices("val"), ctx.indices("test")
     prof = replace(ctx.profile, max_epochs=stage_epochs(ctx.profile, stage.tasks, max_epochs))
-    with phase(TRAINING):
+    with phase(TRAINING), epoch_log(ctx.profile, ctx.results_dir, ctx.p, ctx.seed, stage_name, name) as on_epoch:
         t_fit = time.perf_counter()
         fr = fit(model, bank, ctx.prepared, np.asarray(train_idx), val_idx, stage, prof, gen,
-                 desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best)
+                 desc=f"{stage_name} {name} p={ctx.p} s={ctx.seed}", progress=progress, restore_best=restore_best,
+                 on_epoch=on_epoch)
     move(TRAINING, VALIDATION, time.perf_counter() - t_fit - fr.train_seconds)  # fit's per-epoch validation
     max_len = ctx.profile.max_caption_len + 1
     with phase(EVALUATION):

@@ -14,6 +14,7 @@ that follow each other in the plan; a once-notebook (``00_data``, ``06_report``)
 from __future__ import annotations
 
 import ast
+import asyncio
 import json
 import time
 from typing import Any
@@ -42,6 +43,17 @@ def chain_key(run: Run) -> tuple[int, int] | None:
     return (run.p, run.seed) if run.per_run else None
 
 
+def _abandon_pending_tasks() -> None:
+    """Cancel what nbclient still waits for after an interrupt (the cell's reply and output, the kernel's
+    pulse), and take their outcome when they end: the kernel is shut down next, and nbclient ends a cancelled
+    cell with DeadKernelError, which would otherwise be printed as "Task exception was never retrieved"."""
+    from jupyter_core.utils import ensure_event_loop
+
+    for task in asyncio.all_tasks(ensure_event_loop()):
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        task.cancel()
+
+
 class _ChainClient(PapermillNotebookClient):
     """papermill's client on a kernel it does not own: reset before the cells, phases read after them."""
 
@@ -63,8 +75,13 @@ class _ChainClient(PapermillNotebookClient):
         self.chain.used += 1
         try:
             super().papermill_execute_cells()
-        finally:
+        except KeyboardInterrupt:   # Ctrl-C / SIGTERM: the kernel may still be running the cell, and a request
+            _abandon_pending_tasks()   # for its timings would wait until the cell ends
+            raise
+        except BaseException:
             self.chain.phases = self._read_phases()
+            raise
+        self.chain.phases = self._read_phases()
 
     def _read_phases(self) -> dict[str, float]:
         try:

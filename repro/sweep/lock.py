@@ -52,9 +52,22 @@ def signals_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def lock_holder(folder: Path) -> dict[str, Any]:
+    """Who holds the lock of results folder ``folder``: ``{pid, host, started, command}`` (``{}``: nobody, or an
+    unreadable lock file)."""
+    try:
+        held = json.loads((folder / LOCK_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return held if isinstance(held, dict) else {}
+
+
 @contextmanager
 def sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep") -> Iterator[None]:
-    """One sweep or ``train`` per results folder; a lock left by a dead process (kill -9) is taken over."""
+    """One sweep or ``train`` per results folder; a lock left by a dead process of this host (kill -9) is
+    taken over. The lock file records the holder's pid, host, start time and command. A lock of another
+    host is never taken over: its pid cannot be checked from here (on a shared file system a foreign pid
+    looks dead), so the error names the holder and the file to delete once that sweep is known to be gone."""
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_FILE
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": utc_now(), "command": command}
@@ -62,17 +75,15 @@ def sweep_lock(folder: Path, log: Callable[[str], None], command: str = "sweep")
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                other = json.loads(lock.read_text())
-            except (OSError, ValueError):
-                other = {}
+            other = lock_holder(folder)
             pid, host = other.get("pid"), other.get("host")
             if isinstance(pid, int) and (host != me["host"] or pid_alive(pid)) and pid != me["pid"]:
+                where = host if host == me["host"] else f"{host} (another host: its pid cannot be checked from here)"
                 raise SweepLockedError(
-                    f"another {other.get('command', 'sweep')} (pid {pid} on {host}, started {other.get('started')}) "
+                    f"another {other.get('command', 'sweep')} (pid {pid} on {where}, started {other.get('started')}) "
                     f"is using {folder}; "
                     f"wait for it to end, or delete {lock} if that process is gone") from None
-            log(f"removing stale sweep lock {lock} (pid {pid} is gone)")
+            log(f"removing stale sweep lock {lock} (pid {pid} on this host is gone; it was taken {other.get('started')})")
             lock.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:

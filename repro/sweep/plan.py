@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from repro.errors import ConfigError
+from repro.io import process_tag
 from repro.names import P_VALUES, check_p
 from repro.paths import PROJECT_ROOT, results_dir as default_results_dir
 from repro.profiles import get_profile
@@ -69,7 +70,7 @@ class Run:
     @property
     def partial(self) -> Path:
         """Temporary path of the executed notebook while it runs (renamed when the run ends)."""
-        return self.executed.with_name(f".{self.executed.stem}.{os.getpid()}.partial.ipynb")
+        return self.executed.with_name(f".{self.executed.stem}.{process_tag()}.partial.ipynb")
 
 
 @dataclass

@@ -35,10 +35,24 @@ class RunOutcome:
     started: str | None = None
     finished: str | None = None
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase (repro.phases, run.OTHER)
+    job: str | None = None     # the id of the job that ran it (executors local and slurm)
+
+    #: what a job reports back of each run (:meth:`state`, :meth:`restore`)
+    STATE = ("status", "reason", "wall_s", "error", "peak_memory_mb", "started", "finished", "phases")
 
     @property
     def label(self) -> str:
         return f"{self.status}: {self.reason}" if self.reason else self.status
+
+    def state(self) -> dict[str, Any]:
+        """The outcome as JSON values, without the run (a job's progress file)."""
+        return {k: getattr(self, k) for k in self.STATE} | {"executed": str(self.executed) if self.executed else None}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take over what :meth:`state` wrote."""
+        for k in self.STATE:
+            setattr(self, k, state.get(k, getattr(self, k)))
+        self.executed = Path(state["executed"]) if state.get("executed") else None
 
     def to_dict(self) -> dict[str, Any]:
         r = self.run
@@ -47,7 +61,7 @@ class RunOutcome:
             "parameters": r.parameters, "status": self.status, "reason": self.reason,
             "wall_s": round(self.wall_s, 3), "started": self.started, "finished": self.finished,
             "result": project_relative(r.result), "executed": project_relative(self.executed) if self.executed else None,
-            "error": self.error, "peak_memory_mb": self.peak_memory_mb, "phases": self.phases or None,
+            "error": self.error, "peak_memory_mb": self.peak_memory_mb, "phases": self.phases or None, "job": self.job,
         }
 
 
@@ -207,7 +221,7 @@ class SweepRecord:
             if seg.get("status") == "running" and not (seg.get("host") == segment["host"] and pid_alive(seg.get("pid", -1))):
                 seg["status"] = "killed"
                 for r in seg.get("runs", []):
-                    if r.get("status") == "running":
+                    if r.get("status") in ("running", "queued"):
                         r["status"] = "killed"
                 seg["counts"] = {k: v for k, v in seg.get("counts", {}).items() if k != "running"}
                 seg["counts"]["killed"] = sum(r.get("status") == "killed" for r in seg.get("runs", []))
@@ -229,7 +243,7 @@ class SweepRecord:
                                                         and r.get("reason") == "result exists"):
                     continue
                 merged[r["key"]] = {k: r.get(k) for k in ("status", "reason", "wall_s", "finished", "result",
-                                                          "executed", "error", "peak_memory_mb", "phases")} | {"segment": i}
+                                                          "executed", "error", "peak_memory_mb", "phases", "job")} | {"segment": i}
         # the totals count the segments whose runs are in the record (and this one): a segment whose every
         # run a later one redid (a --force sweep) stays listed under "segments" but no longer counts
         live = [s for i, s in enumerate(segs) if i == len(segs) - 1 or any(m["segment"] == i for m in merged.values())]

@@ -44,8 +44,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 from repro.progress import PROGRESS_ENV
 from repro.errors import ConfigError
-from repro.io import read_json
-from repro.names import SWEEP_FILE
+from repro.io import read_json, tag_is_stale
+from repro.names import INLINE, SWEEP_FILE
 from repro.paths import project_relative
 from repro.provenance import git_commit
 from repro.sweep.chain import KERNEL_START, KernelPool
@@ -64,12 +64,19 @@ PARTIAL_GLOB = ".*.partial.ipynb"
 OTHER = "other"
 
 
-def _clean_partials(folder: Path) -> None:
-    """Remove half-written executed notebooks of killed sweeps (the caller holds the lock)."""
+PARTIAL_SUFFIX = ".partial.ipynb"
+
+
+def clean_partials(folder: Path) -> None:
+    """Remove half-written executed notebooks of killed runs (the caller holds the lock): those of a process
+    of this host that is gone, and those named before names carried the host; a partial of another host's
+    process is kept (its pid cannot be checked here) until its run is run again (:func:`_run_one`)."""
     executed = folder / "executed"
     if executed.is_dir():
         for q in executed.rglob(PARTIAL_GLOB):
-            q.unlink(missing_ok=True)
+            tag = q.name[1:-len(PARTIAL_SUFFIX)].partition(".")[2]
+            if tag.isdigit() or tag_is_stale(tag):
+                q.unlink(missing_ok=True)
 
 
 class LineStream:
@@ -107,7 +114,7 @@ class LineStream:
 
 
 @contextmanager
-def _progress_as_lines() -> Iterator[None]:
+def progress_as_lines() -> Iterator[None]:
     """Kernels started inside print training progress as plain lines (:mod:`repro.progress`)."""
     saved = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = "lines"
@@ -133,6 +140,49 @@ def _execute(run: Run, pool: KernelPool, out: RunOutcome, emit: Callable[[str], 
     finally:
         stream.flush()
         out.phases = {**({KERNEL_START: round(start_s, 3)} if start_s else {}), **kernel.phases}
+
+
+STATUSES = ("done", "skipped", "failed", "running", "interrupted", "not run", "pending", "queued")
+
+
+def one_results_folder(runs: Sequence[Run]) -> Path:
+    """The one results folder all ``runs`` write to (a ConfigError naming them when there are several)."""
+    folders = {r.results_dir for r in runs}
+    if len(folders) != 1:
+        raise ConfigError(f"one sweep writes to one results folder; these runs use {sorted(map(str, folders))}")
+    return folders.pop()
+
+
+def new_segment(outcomes: Sequence[RunOutcome], command: str, force: bool, stop_on_error: bool, chain: bool,
+                kernel: str, kernel_cmd: str, executor: str) -> dict[str, Any]:
+    """This invocation's segment of ``sweep.json``: what was asked, by whom (host and pid), and every run."""
+    runs = [o.run for o in outcomes]
+    return {
+        "command": command, "status": "running", "profile": runs[0].profile,
+        "started": utc_now(), "updated": None, "finished": None, "wall_s": 0.0, "peak_memory_mb": None,
+        "notebooks": list(dict.fromkeys(r.stem for r in runs)),
+        "ps": sorted({r.p for r in runs if r.p is not None}),
+        "seeds": sorted({r.seed for r in runs if r.seed is not None}),
+        "force": force, "stop_on_error": stop_on_error, "chain": chain, "executor": executor,
+        "git_commit": git_commit(), "host": socket.gethostname(), "pid": os.getpid(), "python": sys.executable,
+        "python_version": sys.version.split()[0], "kernel": kernel, "kernel_command": kernel_cmd,
+        "counts": {}, "runs": [o.to_dict() for o in outcomes],
+    }
+
+
+def update_segment(segment: dict[str, Any], outcomes: Sequence[RunOutcome], t0: float) -> None:
+    """The segment's counts, wall time so far (a killed segment keeps its last value) and update time."""
+    segment["counts"] = {s: sum(o.status == s for o in outcomes) for s in STATUSES}
+    segment["wall_s"] = round(time.monotonic() - t0, 3)
+    segment["updated"] = utc_now()
+
+
+def close_outcomes(outcomes: Sequence[RunOutcome], reason: str = "sweep interrupted") -> None:
+    """At the end of a segment (or a job) no run is left pending or running: a started one was interrupted,
+    the others were not run (``reason``)."""
+    for o in outcomes:
+        if o.status in ("pending", "queued", "running"):
+            o.status, o.reason = ("interrupted", None) if o.started else ("not run", reason)
 
 
 def run_sweep(
@@ -170,28 +220,15 @@ def run_sweep(
     if not runs:
         emit("nothing to run")
         return SweepReport([])
-    folders = {r.results_dir for r in runs}
-    if len(folders) != 1:
-        raise ConfigError(f"one sweep writes to one results folder; these runs use {sorted(map(str, folders))}")
-    folder = folders.pop()
+    folder = one_results_folder(runs)
     kernel = kernel_name or DEFAULT_KERNEL
     kernel_cmd = check_kernel(kernel)
     outcomes = [RunOutcome(r) for r in runs]
 
     with sweep_lock(folder, emit):
-        _clean_partials(folder)
+        clean_partials(folder)
         t0 = time.monotonic()
-        segment: dict[str, Any] = {
-            "command": command, "status": "running", "profile": runs[0].profile,
-            "started": utc_now(), "updated": None, "finished": None, "wall_s": 0.0, "peak_memory_mb": None,
-            "notebooks": list(dict.fromkeys(r.stem for r in runs)),
-            "ps": sorted({r.p for r in runs if r.p is not None}),
-            "seeds": sorted({r.seed for r in runs if r.seed is not None}),
-            "force": force, "stop_on_error": stop_on_error, "chain": chain, "git_commit": git_commit(),
-            "host": socket.gethostname(), "pid": os.getpid(), "python": sys.executable,
-            "python_version": sys.version.split()[0], "kernel": kernel, "kernel_command": kernel_cmd,
-            "counts": {}, "runs": [o.to_dict() for o in outcomes],
-        }
+        segment = new_segment(outcomes, command, force, stop_on_error, chain, kernel, kernel_cmd, INLINE)
         record = SweepRecord(folder / SWEEP_FILE, segment, emit)
         # the bar only on a terminal (disable=None): a log gets the plain "[i/n] run: ..." lines
         bar = tqdm(total=len(runs), unit="run", desc=f"sweep {runs[0].profile}", dynamic_ncols=True, disable=None)
@@ -206,35 +243,17 @@ def run_sweep(
 
         sampler = MemorySampler(on_sample=on_sample).start()
         pool = KernelPool(kernel, KERNEL_ARGUMENTS, share=chain)
-        failed_at: dict[tuple[int, int] | None, tuple[float, str]] = {}
         interrupted: BaseException | None = None
 
         def save(i: int) -> None:
             segment["runs"][i] = outcomes[i].to_dict()
-            segment["counts"] = {s: sum(o.status == s for o in outcomes)
-                                 for s in ("done", "skipped", "failed", "running", "interrupted", "not run", "pending")}
-            segment["wall_s"] = round(time.monotonic() - t0, 3)  # so far: a killed segment keeps its last value
-            segment["updated"] = utc_now()
+            update_segment(segment, outcomes, t0)
             record.save()
 
         try:
-            with kernel_env(), _progress_as_lines(), signals_as_interrupt():
-                for i, (run, out) in enumerate(zip(runs, outcomes)):
-                    bar.set_postfix_str(run.name)
-                    skip = _skip_reason(run, force, failed_at, stop_on_error and any(o.status == "failed" for o in outcomes))
-                    if skip:
-                        out.status, out.reason = skip
-                    else:
-                        _run_one(run, out, pool, sampler, current, emit, i, len(runs), segment, save)
-                        if out.status != "done":
-                            pool.close()  # what follows starts from a fresh kernel
-                        if out.status == "failed":
-                            key = (run.p, run.seed) if run.per_run else None
-                            failed_at[key] = min(failed_at.get(key, (run.rank, run.stem)), (run.rank, run.stem))
-                    if out.status in ("skipped", "not run"):
-                        emit(f"[{i + 1}/{len(runs)}] {run.name}: {out.label}")
-                    save(i)
-                    bar.update(1)
+            with kernel_env(), progress_as_lines(), signals_as_interrupt():
+                run_loop(runs, outcomes, pool, sampler, current, emit, force, stop_on_error, save=save,
+                         before=lambda run: bar.set_postfix_str(run.name), after=lambda: bar.update(1))
         except KeyboardInterrupt as exc:
             interrupted = exc
         except BaseException:
@@ -250,9 +269,7 @@ def run_sweep(
             segment["finished"] = utc_now()
             if segment["status"] == "running":
                 segment["status"] = "interrupted" if interrupted else "finished"
-            for o in outcomes:
-                if o.status in ("pending", "running"):
-                    o.status, o.reason = ("interrupted", None) if o.started else ("not run", "sweep interrupted")
+            close_outcomes(outcomes)
             for i in range(len(outcomes)):
                 segment["runs"][i] = outcomes[i].to_dict()
             save(len(outcomes) - 1)
@@ -266,7 +283,40 @@ def run_sweep(
     return report
 
 
-def _skip_reason(run: Run, force: bool, failed_at: dict[tuple[int, int] | None, tuple[float, str]],
+def run_loop(runs: Sequence[Run], outcomes: Sequence[RunOutcome], pool: KernelPool, sampler: MemorySampler,
+             current: dict[str, Any], emit: Callable[[str], None], force: bool, stop_on_error: bool,
+             save: Callable[[int], None], positions: Sequence[int] | None = None, total: int | None = None,
+             before: Callable[[Run], None] | None = None, after: Callable[[], None] | None = None) -> None:
+    """The run loop of a sweep, and of a job that runs part of one (:mod:`repro.sweep.job`): each run is
+    skipped (:func:`skip_reason`) or executed in the pool's kernel, and ``save(i)`` is called after each.
+
+    ``positions`` (default ``0..n-1``) and ``total`` (default ``n``) number the runs in the lines printed
+    (``[3/7] ...``): a job's runs keep their place in the whole sweep."""
+    positions = list(range(len(runs))) if positions is None else list(positions)
+    total = len(runs) if total is None else total
+    failed_at: dict[tuple[int, int] | None, tuple[float, str]] = {}
+    for i, (run, out) in enumerate(zip(runs, outcomes)):
+        label = f"[{positions[i] + 1}/{total}]"
+        if before:
+            before(run)
+        skip = skip_reason(run, force, failed_at, stop_on_error and any(o.status == "failed" for o in outcomes))
+        if skip:
+            out.status, out.reason = skip
+        else:
+            _run_one(run, out, pool, sampler, current, emit, label, lambda: save(i))
+            if out.status != "done":
+                pool.close()  # what follows starts from a fresh kernel
+            if out.status == "failed":
+                key = (run.p, run.seed) if run.per_run else None
+                failed_at[key] = min(failed_at.get(key, (run.rank, run.stem)), (run.rank, run.stem))
+        if out.status in ("skipped", "not run"):
+            emit(f"{label} {run.name}: {out.label}")
+        save(i)
+        if after:
+            after()
+
+
+def skip_reason(run: Run, force: bool, failed_at: dict[tuple[int, int] | None, tuple[float, str]],
                  stopped: bool) -> tuple[str, str] | None:
     """``(status, reason)`` of a run the sweep does not execute, or ``None`` to run it.
 
@@ -300,14 +350,13 @@ def _with_other(phases: dict[str, float], wall_s: float) -> dict[str, float]:
 
 
 def _run_one(run: Run, out: RunOutcome, pool: KernelPool, sampler: MemorySampler, current: dict[str, Any],
-             emit: Callable[[str], None], i: int, n: int, segment: dict[str, Any],
-             save: Callable[[int], None]) -> None:
+             emit: Callable[[str], None], label: str, save: Callable[[], None]) -> None:
     from papermill.exceptions import PapermillExecutionError
 
     out.status, out.started = "running", utc_now()
     current.update(name=run.name, t=time.monotonic())
-    save(i)
-    emit(f"[{i + 1}/{n}] {run.name}: running")
+    save()
+    emit(f"{label} {run.name}: running")
     sampler.start_run()
     t = time.monotonic()
     partial = run.partial
@@ -342,7 +391,7 @@ def _run_one(run: Run, out: RunOutcome, pool: KernelPool, sampler: MemorySampler
         os.replace(partial, run.executed)
         out.executed = run.executed
     if out.status == "done":
-        emit(f"[{i + 1}/{n}] {run.name}: done in {fmt_seconds(out.wall_s)} -> {project_relative(run.result)}")
+        emit(f"{label} {run.name}: done in {fmt_seconds(out.wall_s)} -> {project_relative(run.result)}")
     else:
-        emit(f"[{i + 1}/{n}] {run.name}: FAILED after {fmt_seconds(out.wall_s)}: {out.error}"
+        emit(f"{label} {run.name}: FAILED after {fmt_seconds(out.wall_s)}: {out.error}"
              + (f"\n    executed notebook: {out.executed}" if out.executed else ""))
