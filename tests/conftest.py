@@ -62,3 +62,21 @@ def smoke_teachers(smoke_ctx):
     from repro.experiments.m1 import run_m1_all
 
     return run_m1_all(smoke_ctx, progress=False)
+
+
+@pytest.fixture()
+def claims_table_calls(monkeypatch):
+    """The keyword arguments of every ``claims_table`` call this test makes (counted wherever the report
+    reaches it: ``repro.report.claims`` and ``repro.report.claim_set``)."""
+    from repro.report import claim_set, claims
+
+    calls = []
+    real = claims.claims_table
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    for module in (claims, claim_set):
+        monkeypatch.setattr(module, "claims_table", counted)
+    return calls

@@ -395,15 +395,8 @@ def test_readme_table_one_row_per_comparison(holm_table):
     assert "- T2 top-1 accuracy: beat the probe: M1 (T1+T2+T3);" in md
 
 
-def test_claims_are_computed_once_and_read_back(synthetic, tmp_path, monkeypatch):
-    calls = []
-    real = claims.claims_table
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(claim_set, "claims_table", counted)
+def test_claims_are_computed_once_and_read_back(synthetic, tmp_path, claims_table_calls):
+    calls = claims_table_calls
     computed = claim_set.claims_for(synthetic)
     assert len(calls) == 1 and calls[0]["per_p"] is True
     assert len(computed.pooled) + len(computed.per_p) == len(computed.table)

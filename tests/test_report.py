@@ -241,19 +241,11 @@ def test_plots_do_not_crash_on_partial_results(df):
             plt.close(fig)
 
 
-def test_export_report(results_folder, tmp_path, monkeypatch):
-    from repro.report import claim_set, claims
+def test_export_report(results_folder, tmp_path, claims_table_calls):
+    from repro.report import claim_set
     from repro.report.claims_view import METHOD_NOTE
 
-    calls = []
-    real = claims.claims_table
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs)
-        return real(*args, **kwargs)
-
-    for module in (claims, claim_set):   # however a part of the build reaches it
-        monkeypatch.setattr(module, "claims_table", counted)
+    calls = claims_table_calls
     out, figs = tmp_path / "report", tmp_path / "figures"
     written = report.export_report("synthetic", results_root=results_folder.parent, out_dir=out, figures_dir=figs)
     # the claims are computed once, in this process; notebook 06's kernel reads them from the build's file
