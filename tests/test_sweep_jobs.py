@@ -204,13 +204,24 @@ def test_local_jobs_run_the_sweep_record_their_ids_and_a_rerun_submits_nothing(t
 
 def test_interrupted_controller_cancels_its_jobs_and_the_rerun_resumes(tmp_path):
     """SIGTERM to the controller while the p30 chain's job sleeps in 01_fake: the job is cancelled (its process
-    ends), the record says interrupted; the same command again runs only what is missing."""
+    ends), the record says interrupted; the same command again runs only what is missing.
+
+    The signal waits until the controller has recorded the p15 chain's last run as done: its result file
+    appears while that run's notebook is still finishing, and a signal in that window rightly records the run
+    as interrupted (CI saw this once)."""
     rdir = tmp_path / "smoke"
     proc = subprocess.Popen(_sweep_cmd(tmp_path, "--param", "sleep_s=120", "--param", "sleep_p=30"),
                             cwd=PROJECT_ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def p15_recorded_done() -> bool:
+        if not (rdir / "sweep.json").exists():
+            return False
+        runs = {r["key"]: r["status"] for r in _record(rdir)["segments"][0]["runs"]}
+        return runs.get("02_dep/p15/seed0") == "done"
+
     deadline = time.monotonic() + 90
     try:
-        while not ((rdir / "p15" / "seed0" / "02_dep.json").exists()
+        while not (p15_recorded_done()
                    and list((rdir / "executed" / "01_fake").glob(".p30-seed0.*.partial.ipynb"))):
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.monotonic() < deadline, "the p30 chain did not start in time"
