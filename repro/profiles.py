@@ -93,7 +93,7 @@ class Profile:
     split_seed: int = 0                  # the one split of split="fixed" (the paper's setting)
     encoder_lr: float | None = None      # LR of the trained encoder stages (the encoder top); None: lr
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
-    cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast
+    cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast (finetune: on)
     feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
     val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
     caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
@@ -139,7 +139,7 @@ PROFILES: dict[str, Profile] = {
         name="finetune", image_size=256, trainable=2, encoder_lr=3e-4, map_flip=0.5,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         decoder_hidden=256, decoder_embed=128, batch_size=64, max_epochs=8, patience=8, kd_max_epochs=4,
-        tau_seed=0, num_threads=2,
+        tau_seed=0, num_threads=2, cpu_bf16=True,
     ),
     "paper": Profile(
         name="paper", encoder="resnet50", image_size=224, trainable="all", batch_size=128,
