@@ -28,6 +28,7 @@ def _profile(mtl_gain, ps=(15, 70), offset=0.0):
         for seed in (0, 1, 2):
             noise = 0.002 * (seed - 1)
             rows.append(_row("m1", "T1", p, seed, t1=0.50 + offset, acc=0.55 + offset, f1=0.45 + offset))
+            rows.append(_row("baseline", "probe", p, seed, t1=0.48, acc=0.5, t2=0.5))
             rows.append(_row("m1", "T1+T2+T3", p, seed, t1=0.50 + offset + mtl_gain + noise,
                              acc=0.55 + offset + mtl_gain + noise, f1=0.45 + offset + 0.01 * seed,
                              t2=0.5, t3=0.4))
@@ -50,8 +51,12 @@ def test_common_ps_and_the_claims_side_by_side_mark_a_changed_verdict():
     assert len(acc) == 1 and acc.iloc[0]["verdict"] == pc.CHANGED
     assert not comp.claims["comparison"].str.startswith("M3").any()
     assert len(comp.changed()) == 2
+    # the rows against the LR probe are the report's, not the README's table of the paper's claims
+    probe = comp.claims[comp.claims["claim"] == "beats the LR probe"]
+    assert list(probe["metric"]) == ["balanced accuracy", "accuracy", "top-1 accuracy"]
     md = comp.markdown()
     assert "2 of 2 verdicts change" in md and "| M1 (T1+T2+T3) − M1 (T1) | T1 balanced accuracy |" in md
+    assert "| beats the LR probe |" not in md
 
 
 def test_model_gains_are_paired_by_p_and_seed_with_a_t_interval_without_per_image_predictions():

@@ -30,7 +30,7 @@ from repro.io import read_json, write_json
 from repro.names import CLAIM_NAME, METRIC_LABEL
 from repro.paths import project_relative
 from repro.report.claim_set import fingerprint
-from repro.report.claims import (BOOT_TEST, N_BOOT, PER_IMAGE, PER_IMAGE_ACC, _test, claims_table, model_predictions,
+from repro.report.claims import (BOOT_TEST, ENSEMBLE_CLAIM, N_BOOT, PROBE_CLAIM, PER_IMAGE, PER_IMAGE_ACC, _test, claims_table, model_predictions,
                                  model_scores, paired_differences)
 from repro.report.claims_view import _ci, _markdown_table, _signed
 from repro.report.results import model_label
@@ -47,6 +47,8 @@ GAIN_MODELS = (("m1", "T1"), ("m1", "T2"), ("m1", "T3"), ("m1", "T1+T2+T3"), ("m
 #: the metrics of a gain: report column -> (task, per-image data key and metric kind; None: t-interval only)
 GAIN_METRICS = {"T1_bacc": ("T1", PER_IMAGE["T1"]), "T1_acc": ("T1", PER_IMAGE_ACC), "T1_f1": ("T1", None),
                 "T2_top1": ("T2", PER_IMAGE["T2"]), "T3_bleu": ("T3", PER_IMAGE["T3"])}
+#: the claim rows that are not the paper's (the README's table leaves them to the report)
+NOT_PAPER_CLAIMS = (PROBE_CLAIM, ENSEMBLE_CLAIM)
 #: a changed verdict, as the side-by-side table marks it
 CHANGED = "changed"
 
@@ -195,15 +197,18 @@ class ProfileComparison:
         return self.claims[self.claims["verdict"] == CHANGED] if not self.claims.empty else self.claims
 
     def markdown(self) -> str:
-        """Both tables as GitHub markdown, with how to read them."""
+        """Both tables as GitHub markdown, with how to read them: the paper's claims (the rows against the LR
+        probe and the teacher ensemble are the report's), then every model's gain."""
         a, b = self.labels
         if self.claims.empty:
             return f"_No claims to compare: {a} and {b} share no p value with results._\n"
-        n, k = len(self.claims), len(self.changed())
+        paper = self.claims[~self.claims["claim"].isin(NOT_PAPER_CLAIMS)]
+        n, k = len(paper), int((paper["verdict"] == CHANGED).sum())
         head = (f"The paper's claims on `{a}` and on `{b}`, each over p = {', '.join(map(str, self.ps))} "
                 f"(the p values both have), each with its own Holm family: {k} of {n} verdicts change. A cell: "
-                "effect, 95 % interval (the paired bootstrap with test sampling), verdict after Holm.\n\n")
-        return (head + _markdown_table(compact_claims(self.claims, self.labels))
+                "effect, 95 % interval (the paired bootstrap with test sampling), verdict after Holm. The rows "
+                "against the LR probe and the M1 teacher ensemble are in the report.\n\n")
+        return (head + _markdown_table(compact_claims(paper, self.labels))
                 + f"\nEach model on `{b}` against `{a}` (mean over seeds, `{a}` → `{b}`, gain and 95 % interval):"
                 "\n\n" + _markdown_table(gains_pivot(self.gains, self.labels)) + "\n" + GAINS_NOTE + "\n")
 
