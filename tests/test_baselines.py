@@ -342,3 +342,20 @@ def test_probe_solver_torch_through_fit_probe_and_an_unknown_solver():
     assert (baselines.full_scores(clf, x[va], 4)[:, 3] == -1).all()
     with pytest.raises(ConfigError, match="probe solver 'scipy'"):
         baselines.fit_probe(x[tr], y[tr], x[va], 4, lambda s: 0.0, grid=(0.01,), solver="scipy")
+
+
+def test_probe_solver_check_fits_both_solvers_on_real_features(odir_root, tmp_path):
+    """`repro bench --probe-solvers` on the smoke profile's real features: both solvers search C on
+    validation and score on test; the reported difference is the largest over every test metric."""
+    from repro.analysis.bench import probe_solver_check
+
+    r = probe_solver_check("smoke", p=15, seed=0, data_root=odir_root, results_root=tmp_path)
+    assert set(r["solvers"]) == set(baselines.PROBE_SOLVERS) and r["dim"] > 0
+    for per in r["solvers"].values():
+        assert set(per) == {"coarse", "fine"}
+        for task in per.values():
+            assert task["fit_s"] > 0 and f"{task['C']:g}" in task["val"]
+            assert task["test"] and all(0.0 <= v <= 1.0 for v in task["test"].values())
+    sk, th = r["solvers"]["sklearn"], r["solvers"]["torch"]
+    assert r["max_test_diff"] == pytest.approx(max(abs(th[t]["test"][k] - sk[t]["test"][k])
+                                                   for t in sk for k in sk[t]["test"]))
