@@ -185,8 +185,8 @@ else:
     a, b = comparison.labels
     display(Markdown(f"p = {', '.join(map(str, comparison.ps))}: {len(comparison.changed())} of "
                      f"{len(comparison.claims)} verdicts after Holm change from `{a}` to `{b}`."))
-    show_table(comparison.claims)
-    show_table(gains_display(comparison.gains, comparison.labels))
+    display(show_table(comparison.claims))
+    display(show_table(gains_display(comparison.gains, comparison.labels)))
 
 # %% [markdown]
 # ## Table 6 · T1 confusion matrix of the best model
