@@ -53,6 +53,7 @@ profile = os.environ.get("REPRO_PROFILE", "quick")  # the test suite runs every 
 results_dir = None
 figures_dir = None  # default: figures/ beside the results folder, figures/ for results/ ($REPRO_FIGURES overrides)
 claims_file = None  # the claims the report build computed once (`python -m repro report` sets it); None: computed here
+comparison_file = None  # quick vs this profile, computed once by the report build; None: computed here
 
 # %%
 from pathlib import Path
@@ -66,6 +67,7 @@ from repro.paths import project_relative
 from repro.report.claim_set import claims_for, load_claims
 from repro.report.gradcam import embeddable, gradcam_figures
 from repro.report.display import show_figure, show_image, show_table
+from repro.report.profile_compare import against_base, gains_display, load_comparison
 
 report.setup_plots()
 report.setup_display()  # every table in full: no "..." rows or columns
@@ -165,6 +167,26 @@ show_figure(report.plot_claims(claim_set.table), "The paper's claims: paired eff
 
 # %%
 show_table(report.claims_display(claim_set.per_p, pooled_only=False))
+
+# %% [markdown]
+# ## Frozen encoder vs trained encoder
+# The `quick` profile freezes the whole encoder; `finetune` trains its top stages. For a profile other
+# than `quick`, with `quick` results beside it: the paper's claims on both, over the p values both
+# have, and whether the verdict after Holm changes; then each model's gain from training the encoder,
+# paired on the same splits and test images.
+
+# %%
+comparison = (load_comparison(comparison_file, df) if comparison_file
+              else against_base(profile, folder, df, claim_set.table))
+if comparison is None:
+    display(Markdown(f"*Not shown:* profile `{profile}` is the frozen-encoder profile itself, or no `quick` "
+                     "results beside it share a p value."))
+else:
+    a, b = comparison.labels
+    display(Markdown(f"p = {', '.join(map(str, comparison.ps))}: {len(comparison.changed())} of "
+                     f"{len(comparison.claims)} verdicts after Holm change from `{a}` to `{b}`."))
+    display(show_table(comparison.claims))
+    display(show_table(gains_display(comparison.gains, comparison.labels)))
 
 # %% [markdown]
 # ## Table 6 · T1 confusion matrix of the best model

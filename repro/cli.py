@@ -493,6 +493,12 @@ def cmd_bench(args) -> int:
 
     if args.floor:
         return _bench_floor(args)
+    if args.probe_solvers:
+        from repro.analysis.bench import probe_solver_check
+
+        print(json.dumps(probe_solver_check(args.profile, 70 if args.p is None else args.p, args.seed or 0,
+                                            args.data_root, args.results_root), indent=1))
+        return 0
     if args.precision_check:
         from repro.analysis.bench import feature_precision_drift
 
@@ -543,8 +549,14 @@ def add_bench(sub) -> None:
     p.add_argument("--precision-check", type=int, default=0, metavar="N",
                    help="instead of benchmarking: bf16 vs fp32 features of the frozen trunk on N random images "
                         "(drift and seconds)")
-    p.add_argument("--p", type=int, default=None, help="with --floor: the chain's p (default: the most complete chain)")
-    p.add_argument("--seed", type=int, default=None, help="with --floor: the chain's seed")
+    p.add_argument("--probe-solvers", action="store_true",
+                   help="instead of benchmarking: the LR probe of one (p, seed) fitted by each solver (probe_solver "
+                        "setting): seconds, chosen C, validation and test scores")
+    p.add_argument("--p", type=int, default=None,
+                   help="with --floor: the chain's p (default: the most complete chain); with --probe-solvers: p "
+                        "(default 70)")
+    p.add_argument("--seed", type=int, default=None, help="with --floor: the chain's seed; with --probe-solvers: "
+                                                           "the seed (default 0)")
     p.set_defaults(func=cmd_bench)
 
 

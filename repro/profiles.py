@@ -95,6 +95,7 @@ class Profile:
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
     cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast (finetune: on)
     feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
+    probe_solver: str = "sklearn"        # the LR probe's solver: "sklearn" (LogisticRegression) or "torch" (same objective)
     val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
     caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
     tensorboard: str | None = None       # TensorBoard curves folder, relative to the results root (None: off; --tensorboard wins)

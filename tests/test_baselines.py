@@ -14,6 +14,7 @@ import torch
 
 from repro.data.captions import Vocab
 from repro.data.prepare import PreparedData
+from repro.errors import ConfigError
 from repro.experiments import baselines
 from repro.experiments.context import Context
 from repro.io import read_json
@@ -299,3 +300,62 @@ def test_count_means_print_as_whole_numbers():
     shown = fmt(t, {"count": 1})
     # a whole mean count prints as an integer (no "56.0", "821.0 ± 0.0"); a spread keeps its decimal
     assert list(shown[("count", "ours")]) == ["56 ± 6.7 (3)", "821 ± 0 (3)"]
+
+
+@pytest.mark.parametrize("k, class_weight", [(5, "balanced"), (2, None), (29, None)])
+def test_torch_probe_solves_sklearns_objective(k, class_weight):
+    """The torch solver (probe_solver="torch") and scikit-learn's lbfgs stop at the same tolerance on the same
+    objective: multinomial (k ≥ 3) or one logit (k = 2), class-balanced or not. Their probabilities agree to
+    2e-3 and their predicted classes on at least 99 % of the images."""
+    from sklearn.linear_model import LogisticRegression
+
+    from repro.experiments.probe_solver import TorchLogistic
+
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 800)
+    y[:k] = np.arange(k)
+    x = rng.normal(size=(800, 60)).astype(np.float32)
+    x[np.arange(800), y % 60] += 1.0
+    for c in (1e-3, 1e-1):
+        sk = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
+        tl = TorchLogistic(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
+        assert tl.coef_.shape == sk.coef_.shape and list(tl.classes_) == list(sk.classes_)
+        ps, pt = sk.predict_proba(x), tl.predict_proba(x)
+        assert np.abs(ps - pt).max() < 2e-3
+        assert (ps.argmax(1) == pt.argmax(1)).mean() >= 0.99
+    # a coefficient set before fit is the starting point: from the optimum, L-BFGS stops at once
+    again = TorchLogistic(C=1e-1, class_weight=class_weight, max_iter=2000)
+    again.coef_, again.intercept_, again.classes_ = tl.coef_.copy(), tl.intercept_.copy(), tl.classes_
+    assert again.fit(x, y).n_iter_ <= 2
+
+
+def test_probe_solver_torch_through_fit_probe_and_an_unknown_solver():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 4)).astype(np.float32) * 0.1
+    x[np.arange(60), y] += 5.0
+    tr, va = np.arange(0, 60, 2), np.arange(1, 60, 2)
+    clf, c, scores, edge = baselines.fit_probe(x[tr], y[tr], x[va], 4, lambda s: float((s.argmax(1) == y[va]).mean()),
+                                               grid=(0.01, 1.0), class_weight="balanced", limits=(0.01, 1.0),
+                                               solver="torch")
+    assert c == 0.01 and scores == {0.01: 1.0, 1.0: 1.0}
+    assert (baselines.full_scores(clf, x[va], 4)[:, 3] == -1).all()
+    with pytest.raises(ConfigError, match="probe solver 'scipy'"):
+        baselines.fit_probe(x[tr], y[tr], x[va], 4, lambda s: 0.0, grid=(0.01,), solver="scipy")
+
+
+def test_probe_solver_check_fits_both_solvers_on_real_features(odir_root, tmp_path):
+    """`repro bench --probe-solvers` on the smoke profile's real features: both solvers search C on
+    validation and score on test; the reported difference is the largest over every test metric."""
+    from repro.analysis.bench import probe_solver_check
+
+    r = probe_solver_check("smoke", p=15, seed=0, data_root=odir_root, results_root=tmp_path)
+    assert set(r["solvers"]) == set(baselines.PROBE_SOLVERS) and r["dim"] > 0
+    for per in r["solvers"].values():
+        assert set(per) == {"coarse", "fine"}
+        for task in per.values():
+            assert task["fit_s"] > 0 and f"{task['C']:g}" in task["val"]
+            assert task["test"] and all(0.0 <= v <= 1.0 for v in task["test"].values())
+    sk, th = r["solvers"]["sklearn"], r["solvers"]["torch"]
+    assert r["max_test_diff"] == pytest.approx(max(abs(th[t]["test"][k] - sk[t]["test"][k])
+                                                   for t in sk for k in sk[t]["test"]))

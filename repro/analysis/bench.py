@@ -197,3 +197,50 @@ def feature_precision_drift(profile: str = "quick", data_root=None, n: int = 256
             "rel_l2_per_image": {"mean": float(rel.mean()), "max": float(rel.max())},
             "cosine_per_image": {"mean": float(cos.mean()), "min": float(cos.min())},
             "float16_storage_rel_l2_mean": float((np.linalg.norm(a - a16, axis=1) / norm).mean())}
+
+
+# ---------------------------------------------------------------- the probe's solvers side by side
+
+def probe_solver_check(profile: str = "quick", p: int = 70, seed: int = 0, data_root=None, results_root=None) -> dict:
+    """The LR probe of ``(profile, p, seed)`` fitted by each solver of
+    :data:`repro.experiments.baselines.PROBE_SOLVERS`: per task, the fit seconds, the chosen C, the
+    validation score per C and the test metrics, and the largest difference of a test metric between
+    solvers. Reads the cached features (builds them if missing); writes nothing."""
+    import torch
+
+    from repro.engine.evaluate import score_predictions
+    from repro.errors import ConfigError
+    from repro.experiments import baselines as B
+    from repro.experiments.context import make_context
+    from repro.names import PRIMARY
+
+    lay = layout(results_root)
+    ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=lay.results(get_profile(profile).name))
+    feats = B.probe_features(ctx)
+    if feats is None:
+        raise ConfigError(f"profile {profile!r} has no frozen encoder features: no probe to fit")
+    prep = ctx.prepared
+    x = B.standardise(feats, ctx.indices("train"))
+    tr, va, te = ctx.indices("train", p=p), ctx.indices("val"), ctx.indices("test")
+    out: dict = {"profile": profile, "p": p, "seed": seed, "dim": int(x.shape[1]), "threads": torch.get_num_threads(),
+                 "solvers": {}}
+    for solver in B.PROBE_SOLVERS:
+        per = out["solvers"][solver] = {}
+        for task, col, n_cls, cw in (("coarse", "coarse_idx", len(prep.coarse_classes), "balanced"),
+                                     ("fine", "fine_idx", len(prep.fine_classes), None)):
+            y = prep.manifest[col].to_numpy()
+
+            def val_score(scores, task=task):
+                return float(score_predictions(prep, va, {task: scores}, detail=False)[task][PRIMARY[task][0]])
+
+            t0 = time.perf_counter()
+            clf, c, scores, edge = B.fit_probe(x[tr], y[tr], x[va], n_cls, val_score, class_weight=cw, solver=solver)
+            secs = time.perf_counter() - t0
+            test = score_predictions(prep, te, {task: B.full_scores(clf, x[te], n_cls)}, detail=False)[task]
+            per[task] = {"fit_s": round(secs, 2), "C": c, "edge": edge,
+                         "val": {f"{k:g}": round(v, 4) for k, v in scores.items()},
+                         "test": {k: round(float(v), 4) for k, v in test.items() if isinstance(v, (int, float))}}
+    first, *others = out["solvers"].values()
+    out["max_test_diff"] = max((abs(o[t]["test"][k] - first[t]["test"][k]) for o in others for t in first
+                                for k in first[t]["test"] if k in o[t]["test"]), default=0.0)
+    return out

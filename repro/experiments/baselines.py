@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from repro.errors import ConfigError
 from repro.io import read_json, write_json
 from repro.names import BASELINE_STAGE, PRIMARY
 from repro.phases import BASELINE_FITS, phase
@@ -37,6 +38,9 @@ PROBE_LIMITS = (1e-7, 1e3)                     # the widening stops here (C at a
 PROBE_FACTOR = 10.0
 PROBE_MAX_ITER = 2000
 PROBE_STOP_AFTER = 2                           # the ascending grid stops after this many C in a row worse than the best
+#: the probe's solvers (profile setting ``probe_solver``): both minimise scikit-learn's objective
+PROBE_SOLVERS = {"sklearn": "sklearn LogisticRegression (lbfgs)",
+                 "torch": "torch L-BFGS, scikit-learn's objective (repro.experiments.probe_solver)"}
 
 
 # ---------------------------------------------------------------- pure parts (tested on synthetic data)
@@ -130,20 +134,33 @@ def widened_search(score_of, grid: Sequence[float] = PROBE_GRID, limits: tuple[f
     return best, dict(sorted(scores.items())), edge
 
 
+def probe_classifier(solver: str, c: float, class_weight: str | None, max_iter: int):
+    """An unfitted logistic regression of ``solver`` (:data:`PROBE_SOLVERS`) that warm-starts from a
+    ``coef_``/``intercept_`` set before ``fit``."""
+    if solver == "sklearn":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=float(c), class_weight=class_weight, max_iter=max_iter, solver="lbfgs",
+                                  warm_start=True)
+    if solver == "torch":
+        from repro.experiments.probe_solver import TorchLogistic
+
+        return TorchLogistic(C=float(c), class_weight=class_weight, max_iter=max_iter)
+    raise ConfigError(f"probe solver {solver!r}: use one of {sorted(PROBE_SOLVERS)} (profile setting probe_solver)")
+
+
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, n_classes: int, val_score,
               grid: Sequence[float] = PROBE_GRID, class_weight: str | None = None,
-              max_iter: int = PROBE_MAX_ITER, limits: tuple[float, float] = PROBE_LIMITS):
+              max_iter: int = PROBE_MAX_ITER, limits: tuple[float, float] = PROBE_LIMITS, solver: str = "sklearn"):
     """Logistic regression for each ``C`` of ``grid``, widened at the edges (:func:`widened_search`);
     keeps the one whose ``val_score(scores_val)`` is highest (ties: the smaller C). Each fit starts from
     the solution of the nearest C already fitted (lbfgs warm start: the same optimum, fewer iterations).
-    Returns ``(classifier, C, {C: validation score}, edge)``."""
-    from sklearn.linear_model import LogisticRegression
-
+    ``solver``: see :data:`PROBE_SOLVERS`. Returns ``(classifier, C, {C: validation score}, edge)``."""
+    probe_classifier(solver, 1.0, class_weight, max_iter)   # an unknown solver fails before any fit
     fitted = {}
 
     def score_of(c):
-        clf = LogisticRegression(C=float(c), class_weight=class_weight, max_iter=max_iter, solver="lbfgs",
-                                 warm_start=True)
+        clf = probe_classifier(solver, c, class_weight, max_iter)
         if fitted:
             near = fitted[min(fitted, key=lambda k: abs(np.log(k) - np.log(c)))]
             clf.coef_, clf.intercept_ = near.coef_.copy(), near.intercept_.copy()
@@ -226,7 +243,8 @@ def _reusable_probe(ctx) -> tuple[int, dict] | None:
         if (res.get("split_hash") == ctx.prepared.split_hash and res.get("profile") == ctx.profile.name
                 and res.get("p") == ctx.p and "reused_from_seed" not in res
                 and (res.get("params") or {}).get("base_grid") == list(PROBE_GRID)
-                and (res.get("params") or {}).get("limits") == list(PROBE_LIMITS)):
+                and (res.get("params") or {}).get("limits") == list(PROBE_LIMITS)
+                and (res.get("params") or {}).get("model") == PROBE_SOLVERS[ctx.profile.probe_solver]):
             return int(res["seed"]), res
     return None
 
@@ -277,7 +295,8 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
 
         t1 = time.perf_counter()
         with phase(BASELINE_FITS):
-            clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw)
+            clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw,
+                                             solver=ctx.profile.probe_solver)
         fit_s[task] = round(time.perf_counter() - t1, 2)
         chosen[task], val_scores[task], edges[task] = c, {f"{k:g}": v for k, v in scores.items()}, edge
         if edge:
@@ -288,7 +307,7 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
         test_preds[task] = full_scores(clf, x[test_idx], n_cls)
     val = score_predictions(prep, val_idx, val_preds, detail=False)
     test = score_predictions(prep, test_idx, test_preds)
-    params = {"baseline": "probe", "trained_on": f"L{ctx.p}", "model": "sklearn LogisticRegression (lbfgs)",
+    params = {"baseline": "probe", "trained_on": f"L{ctx.p}", "model": PROBE_SOLVERS[ctx.profile.probe_solver],
               "features": "frozen encoder (cached model inputs, view orig), spatial mean-pooled",
               "dim": int(x.shape[1]), "standardise": "mean/std of the training pool",
               "class_weight": {"coarse": "balanced", "fine": None}, "base_grid": list(grid),

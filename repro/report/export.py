@@ -10,6 +10,7 @@ import pandas as pd
 from repro.io import atomic_write_text
 from repro.paths import PROJECT_ROOT, figures_dir as default_figures_dir
 from repro.report.claim_set import CLAIMS_FILE, ClaimSet, claims_for
+from repro.report.profile_compare import COMPARISON_FILE, COMPARISON_MD, against_base
 from repro.report.claims_view import claims_display, compact_markdown
 from repro.report.formatting import fmt, to_latex
 from repro.report.per_class import bleu_by_class, error_analysis, table6, topk_by_class
@@ -140,6 +141,9 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
     * computes the claims once (:func:`repro.report.claim_set.claims_for`) and hands them to the tables,
       the figures, the headline (``headline.md``), the README's claims table (``claims.md``) and, through
       ``<out_dir>/claims.json``, to notebook 06;
+    * for a profile other than ``quick`` with ``quick`` results beside it, the claims of both side by side and
+      each model's gain (:mod:`repro.report.profile_compare`): ``profile_comparison.md`` (the README's
+      table), ``profile_comparison.json`` (for notebook 06) and ``tables/profile_{claims,gains}.csv``;
     * writes every table as LaTeX (``<out_dir>/tables/<name>.tex``) and its numbers as CSV;
     * writes the figures as ``<figures_dir>/<profile>_<name>.png``; the report also shows notebook 05's
       Grad-CAM figures from there (``gradcam_<profile>*.png``).
@@ -176,6 +180,12 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
     written["headline"] = out / "headline.md"
     written["readme_claims"] = atomic_write_text(out / README_CLAIMS_FILE, compact_markdown(claims.table))
     written["claims"] = claims.save(out / CLAIMS_FILE)
+    comparison = against_base(profile, folder, df, claims.table)   # None for quick, or without quick results
+    if comparison is not None:
+        written["comparison"] = comparison.save(out / COMPARISON_FILE)
+        written["comparison_md"] = atomic_write_text(out / COMPARISON_MD, comparison.markdown())
+        for name, table in (("profile_claims", comparison.claims), ("profile_gains", comparison.gains)):
+            written["tables"].append(atomic_write_text(out / "tables" / f"{name}.csv", table.to_csv(index=False)))
 
     if run_notebook:
         import papermill
@@ -186,7 +196,8 @@ def export_report(profile: str = "quick", results_root=None, out_dir=None, figur
         nb_in = PROJECT_ROOT / "notebooks" / "06_report.ipynb"
         executed = out / "06_report.ipynb"
         params = {"profile": profile, "results_dir": str(folder.resolve()), "figures_dir": str(figs_out.resolve()),
-                  "claims_file": str(written["claims"].resolve())}
+                  "claims_file": str(written["claims"].resolve()),
+                  "comparison_file": str(written["comparison"].resolve()) if comparison is not None else None}
         # the report's figures are inline images whatever $MPLBACKEND the caller has (with Agg, ipykernel
         # keeps it and the HTML would hold no figure)
         with kernel_env(MPLBACKEND=INLINE_BACKEND):
