@@ -354,7 +354,7 @@ def test_probe_solver_check_fits_both_solvers_on_real_features(odir_root, tmp_pa
     for per in r["solvers"].values():
         assert set(per) == {"coarse", "fine"}
         for task in per.values():
-            assert task["fit_s"] > 0 and f"{task['C']:g}" in task["val"]
+            assert task["fit_s"] > 0 and f"{task['C']:g}" in task["val"] and task["n_test"] > 0
             assert task["test"] and all(0.0 <= v <= 1.0 for v in task["test"].values())
     sk, th = r["solvers"]["sklearn"], r["solvers"]["torch"]
     assert r["max_test_diff"] == pytest.approx(max(abs(th[t]["test"][k] - sk[t]["test"][k])

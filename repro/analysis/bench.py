@@ -239,7 +239,8 @@ def probe_solver_check(profile: str = "quick", p: int = 70, seed: int = 0, data_
             test = score_predictions(prep, te, {task: B.full_scores(clf, x[te], n_cls)}, detail=False)[task]
             per[task] = {"fit_s": round(secs, 2), "C": c, "edge": edge,
                          "val": {f"{k:g}": round(v, 4) for k, v in scores.items()},
-                         "test": {k: round(float(v), 4) for k, v in test.items() if isinstance(v, (int, float))}}
+                         "n_test": int(test.get("n", len(te))),
+                         "test": {k: round(float(v), 4) for k, v in test.items() if isinstance(v, (int, float)) and k != "n"}}
     first, *others = out["solvers"].values()
     out["max_test_diff"] = max((abs(o[t]["test"][k] - first[t]["test"][k]) for o in others for t in first
                                 for k in first[t]["test"] if k in o[t]["test"]), default=0.0)
