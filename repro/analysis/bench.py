@@ -212,7 +212,6 @@ def probe_solver_check(profile: str = "quick", p: int = 70, seed: int = 0, data_
     from repro.errors import ConfigError
     from repro.experiments import baselines as B
     from repro.experiments.context import make_context
-    from repro.names import PRIMARY
 
     lay = layout(results_root)
     ctx = make_context(profile, p=p, seed=seed, data_root=data_root, results_dir=lay.results(get_profile(profile).name))
@@ -226,15 +225,11 @@ def probe_solver_check(profile: str = "quick", p: int = 70, seed: int = 0, data_
                  "solvers": {}}
     for solver in B.PROBE_SOLVERS:
         per = out["solvers"][solver] = {}
-        for task, col, n_cls, cw in (("coarse", "coarse_idx", len(prep.coarse_classes), "balanced"),
-                                     ("fine", "fine_idx", len(prep.fine_classes), None)):
+        for task, col, n_cls, cw in B.probe_tasks(prep):
             y = prep.manifest[col].to_numpy()
-
-            def val_score(scores, task=task):
-                return float(score_predictions(prep, va, {task: scores}, detail=False)[task][PRIMARY[task][0]])
-
             t0 = time.perf_counter()
-            clf, c, scores, edge = B.fit_probe(x[tr], y[tr], x[va], n_cls, val_score, class_weight=cw, solver=solver)
+            clf, c, scores, edge = B.fit_probe(x[tr], y[tr], x[va], n_cls, B.validation_score(prep, va, task),
+                                               class_weight=cw, solver=solver)
             secs = time.perf_counter() - t0
             test = score_predictions(prep, te, {task: B.full_scores(clf, x[te], n_cls)}, detail=False)[task]
             per[task] = {"fit_s": round(secs, 2), "C": c, "edge": edge,

@@ -156,7 +156,6 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, n_cla
     keeps the one whose ``val_score(scores_val)`` is highest (ties: the smaller C). Each fit starts from
     the solution of the nearest C already fitted (lbfgs warm start: the same optimum, fewer iterations).
     ``solver``: see :data:`PROBE_SOLVERS`. Returns ``(classifier, C, {C: validation score}, edge)``."""
-    probe_classifier(solver, 1.0, class_weight, max_iter)   # an unknown solver fails before any fit
     fitted = {}
 
     def score_of(c):
@@ -178,6 +177,20 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, n_cla
 
 def _primary(metrics: dict, task: str) -> float:
     return float(metrics[task][PRIMARY[task][0]])
+
+
+def probe_tasks(prep) -> tuple[tuple[str, str, int, str | None], ...]:
+    """``(task, manifest label column, number of classes, class weight)`` of each task the probe fits:
+    T1 class-balanced, T2 plain."""
+    return (("coarse", "coarse_idx", len(prep.coarse_classes), "balanced"),
+            ("fine", "fine_idx", len(prep.fine_classes), None))
+
+
+def validation_score(prep, val_idx: np.ndarray, task: str):
+    """``scores -> the task's main metric`` on the validation images ``val_idx``: how the probe picks C."""
+    from repro.engine.evaluate import score_predictions
+
+    return lambda scores: _primary(score_predictions(prep, val_idx, {task: scores}, detail=False), task)
 
 
 def _record(ctx, name: str, tasks, params: dict, val: dict, test: dict, t0: float, **extra) -> dict[str, Any]:
@@ -286,16 +299,12 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
     x = standardise(feats, pool)
     m = prep.manifest
     val_preds, test_preds, chosen, val_scores, fit_s, edges = {}, {}, {}, {}, {}, {}
-    for task, col, n_cls, cw in (("coarse", "coarse_idx", len(prep.coarse_classes), "balanced"),
-                                 ("fine", "fine_idx", len(prep.fine_classes), None)):
+    for task, col, n_cls, cw in probe_tasks(prep):
         y = m[col].to_numpy()
-
-        def val_score(scores, task=task):
-            return _primary(score_predictions(prep, val_idx, {task: scores}, detail=False), task)
-
         t1 = time.perf_counter()
         with phase(BASELINE_FITS):
-            clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls, val_score, grid, cw,
+            clf, c, scores, edge = fit_probe(x[train_idx], y[train_idx], x[val_idx], n_cls,
+                                             validation_score(prep, val_idx, task), grid, cw,
                                              solver=ctx.profile.probe_solver)
         fit_s[task] = round(time.perf_counter() - t1, 2)
         chosen[task], val_scores[task], edges[task] = c, {f"{k:g}": v for k, v in scores.items()}, edge

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,16 +83,24 @@ def claims_for(df: pd.DataFrame, n_boot: int = N_BOOT) -> ClaimSet:
     return ClaimSet(claims_table(df, per_p=True, n_boot=n_boot), fingerprint(df))
 
 
-def load_claims(path: str | Path, df: pd.DataFrame) -> ClaimSet:
-    """The claims a report build saved at ``path``, checked against the results ``df`` they must describe."""
+def read_build_file(path: str | Path, what: str, parameter: str, expected: Callable[[dict], str]) -> dict:
+    """A file a report build left for notebook 06 (its parameter ``parameter``), read back: a ConfigError
+    when it is missing or when its ``fingerprint`` is not ``expected(saved)``, the fingerprint of the
+    results this report reads."""
     path = Path(path)
     shown = project_relative(path, siblings=True)
     if not path.is_file():
-        raise ConfigError(f"no claims file {shown}: build the report with `python -m repro report`, or leave "
-                          "notebook 06's claims_file unset to compute the claims in the notebook")
+        raise ConfigError(f"no {what} {shown}: build the report with `python -m repro report`, or leave "
+                          f"notebook 06's {parameter} unset to compute it in the notebook")
     saved = read_json(path)
-    if saved.get("fingerprint") != fingerprint(df):
+    if saved.get("fingerprint") != expected(saved):
         raise ConfigError(f"{shown} was computed from other results than the ones this report reads; rebuild it "
-                          "with `python -m repro report`, or leave notebook 06's claims_file unset")
+                          f"with `python -m repro report`, or leave notebook 06's {parameter} unset")
+    return saved
+
+
+def load_claims(path: str | Path, df: pd.DataFrame) -> ClaimSet:
+    """The claims a report build saved at ``path``, checked against the results ``df`` they must describe."""
+    saved = read_build_file(path, "claims file", "claims_file", lambda _: fingerprint(df))
     table = pd.DataFrame(saved["rows"], columns=saved["columns"]).astype(saved["dtypes"])
-    return ClaimSet(table, saved["fingerprint"], READ.format(name=path.name))
+    return ClaimSet(table, saved["fingerprint"], READ.format(name=Path(path).name))

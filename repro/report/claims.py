@@ -312,6 +312,12 @@ def _test(diffs: pd.Series, rec_a: dict, rec_b: dict, key: str, kind: str, n_boo
     return out
 
 
+def interval(r) -> tuple[float, float]:
+    """The 95 % interval a claim row (or one :func:`_test`) shows: the paired bootstrap with test sampling
+    where it ran (``boot_low`` finite), else the t-interval."""
+    return (r["boot_low"], r["boot_high"]) if np.isfinite(r["boot_low"]) else (r["ci_low"], r["ci_high"])
+
+
 def _row(claim, task, comparison, scope, ps_used, diffs, paper, main: dict, acc: dict | None) -> dict:
     row = {"claim": claim, "task": task, "comparison": comparison, "scope": scope, "p": ps_used,
            "n_pairs": int(diffs.size), "paper_effect": paper, **main,
@@ -320,7 +326,7 @@ def _row(claim, task, comparison, scope, ps_used, diffs, paper, main: dict, acc:
            "verdict_holm": "", "verdict_acc_holm": "", "metrics_disagree": False, "reading": "",
            "mde_acc": float("nan"), "reading_acc": ""}
     if acc is not None:
-        lo, hi = (acc["boot_low"], acc["boot_high"]) if acc["boot_method"] == BOOT_TEST else (acc["ci_low"], acc["ci_high"])
+        lo, hi = interval(acc)
         row.update(effect_acc=acc["effect"], acc_low=lo, acc_high=hi, p_value_acc=acc["p_value"],
                    verdict_acc=acc["verdict"], mde_acc=acc["mde"])
     return row

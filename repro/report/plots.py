@@ -10,6 +10,7 @@ import pandas as pd
 
 from repro.names import CODES, METRIC_NAME, P_VALUES
 from repro.names import PAPER_TAUS
+from repro.report.claims import interval
 from repro.report.results import PAPER_CLASS
 from repro.report.tables import table4, table5
 
@@ -191,7 +192,7 @@ def plot_claims(claims: pd.DataFrame):
     colour = {"supported": "tab:green", "not supported": "tab:red", "inconclusive": "0.4"}
     for yi, (_, r) in zip(y, rows.iterrows()):
         c = colour.get(r["verdict_holm"], "0.4")
-        lo, hi = (r["boot_low"], r["boot_high"]) if np.isfinite(r["boot_low"]) else (r["ci_low"], r["ci_high"])
+        lo, hi = interval(r)
         if np.isfinite(lo) and np.isfinite(hi):
             ax.plot([lo, hi], [yi, yi], color=c, lw=2)
         if np.isfinite(r["effect"]):

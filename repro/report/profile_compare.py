@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from repro.errors import ConfigError
-from repro.io import read_json, write_json
+from repro.io import write_json
 from repro.names import CLAIM_NAME, METRIC_LABEL
-from repro.paths import project_relative
-from repro.report.claim_set import fingerprint
-from repro.report.claims import (BOOT_TEST, ENSEMBLE_CLAIM, N_BOOT, PROBE_CLAIM, PER_IMAGE, PER_IMAGE_ACC, _test, claims_table, model_predictions,
-                                 model_scores, paired_differences)
+from repro.report.claim_set import fingerprint, read_build_file
+from repro.report.claims import (ENSEMBLE_CLAIM, N_BOOT, PER_IMAGE, PER_IMAGE_ACC, PROBE_CLAIM, _test, claims_table,
+                                 interval, model_predictions, model_scores, paired_differences)
 from repro.report.claims_view import _ci, _markdown_table, _signed
 from repro.report.results import model_label
 
@@ -76,9 +74,7 @@ def _claim_cells(r, accuracy: bool) -> tuple[str, str, str, str]:
     if accuracy:
         return (_signed(r["effect_acc"]), _ci(r["acc_low"], r["acc_high"]), r["reading_acc"],
                 r["verdict_acc_holm"])
-    boot = np.isfinite(r["boot_low"]) and np.isfinite(r["boot_high"])
-    lo, hi = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
-    return _signed(r["effect"]), _ci(lo, hi), r["reading"], r["verdict_holm"]
+    return _signed(r["effect"]), _ci(*interval(r)), r["reading"], r["verdict_holm"]
 
 
 def _claim_rows(claims: pd.DataFrame) -> dict[tuple[str, str, str, str], tuple[str, str, str, str]]:
@@ -124,19 +120,17 @@ def model_gains(df_a: pd.DataFrame, df_b: pd.DataFrame, labels: tuple[str, str],
         for col, (task, per_image) in GAIN_METRICS.items():
             sa, sb = model_scores(df_a, stage, name, task, col), model_scores(df_b, stage, name, task, col)
             diffs = paired_differences(sb, sa)
+            # no per-image metric (macro-F1): no predictions to resample, so _test falls back to the t-interval
+            (key, kind), recs = (per_image, (rb, ra)) if per_image else (("", "mean"), ({}, {}))
             for p in sorted(set(diffs.index.get_level_values("p"))) if diffs.size else []:
                 d = diffs[diffs.index.get_level_values("p") == p]
-                key, kind = per_image if per_image else ("", "mean")
-                t = _test(d, rb if per_image else {}, ra if per_image else {}, key, kind, n_boot)
-                boot = t["boot_method"] == BOOT_TEST
-                idx = d.index
+                t = _test(d, *recs, key, kind, n_boot)
+                lo, hi = interval(t)
                 rows.append({"model": model_label(stage, name), "p": int(p), "metric": METRIC_LABEL[col],
-                             "pairs": int(d.size), labels[0]: float(sa.loc[idx].mean()),
-                             labels[1]: float(sb.loc[idx].mean()), "gain": t["effect"],
-                             "low": t["boot_low"] if boot else t["ci_low"],
-                             "high": t["boot_high"] if boot else t["ci_high"],
-                             "interval": "bootstrap (seeds + test patients)" if boot else "t over seeds",
-                             "verdict": t["verdict"]})
+                             "pairs": int(d.size), labels[0]: float(sa.loc[d.index].mean()),
+                             labels[1]: float(sb.loc[d.index].mean()), "gain": t["effect"], "low": lo, "high": hi,
+                             "interval": "bootstrap (seeds + test patients)" if np.isfinite(t["boot_low"])
+                             else "t over seeds", "verdict": t["verdict"]})
     return pd.DataFrame(rows, columns=["model", "p", "metric", "pairs", *labels, "gain", "low", "high", "interval",
                                        "verdict"])
 
@@ -238,15 +232,8 @@ def _frame(split: dict) -> pd.DataFrame:
 
 def load_comparison(path: str | Path, df_b: pd.DataFrame) -> ProfileComparison:
     """The comparison a report build saved at ``path``, checked against the second profile's results."""
-    path = Path(path)
-    shown = project_relative(path, siblings=True)
-    if not path.is_file():
-        raise ConfigError(f"no profile comparison {shown}: build the report with `python -m repro report`, or "
-                          "leave notebook 06's comparison_file unset to compute it in the notebook")
-    saved = read_json(path)
-    if saved.get("fingerprint") != fingerprint(at_ps(df_b, list(saved.get("ps", [])))):
-        raise ConfigError(f"{shown} was computed from other results than the ones this report reads; rebuild it "
-                          "with `python -m repro report`, or leave notebook 06's comparison_file unset")
+    saved = read_build_file(path, "profile comparison", "comparison_file",
+                            lambda saved: fingerprint(at_ps(df_b, list(saved.get("ps", [])))))
     return ProfileComparison(tuple(saved["labels"]), tuple(saved["ps"]), _frame(saved["claims"]),
                              _frame(saved["gains"]), saved["fingerprint"])
 
