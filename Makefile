@@ -21,9 +21,10 @@ REFERENCE ?= results
 TOLERANCE ?= 0.01
 FORCE  ?=
 FORCE_ARG := $(if $(FORCE),--force,)
-# where the sweep's notebooks run: inline (here, one after another), local (a job per (p, seed) chain on this
-# machine) or slurm (a SLURM job per chain); SWEEP_ARGS="--slurm-partition gpu --slurm-time 600" adds sweep options
-EXECUTOR ?= inline
+# where the sweep's notebooks run: local (the default: a job per (p, seed) chain on this machine, as many at once
+# as its cores hold at the profile's CPUs per job: quick 1, so two chains on two cores), inline (here, one after
+# another) or slurm (a SLURM job per chain); SWEEP_ARGS="--slurm-partition gpu --slurm-time 600" adds sweep options
+EXECUTOR ?= local
 # TENSORBOARD=tb: TensorBoard curves of every trained model into tb/ (tensorboard --logdir tb)
 TENSORBOARD ?=
 SWEEP_ARGS ?=

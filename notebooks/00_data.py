@@ -56,6 +56,7 @@ from repro.paths import layout_for_results, results_dir as default_results_dir
 from repro.io import write_json
 from repro.data.splits import reference_name, split_hash
 from repro.errors import DataError
+from repro.experiments.context import make_context
 
 prepared = prepare_data(data_root=data_root, profile=profile, skip_bad_images=skip_bad_images,
                         strict_keywords=strict_keywords, layout=layout_for_results(results_dir) if results_dir else None)
@@ -231,6 +232,26 @@ else:
             axes[r, c].imshow(prepared.images[i])
             axes[r, c].set_title(f"{cls}\n{row['caption'][:32]}", fontsize=7)
     fig.tight_layout()
+
+# %% [markdown]
+# ## Model inputs: the frozen encoder's features, computed once
+# Profiles that keep part of the encoder frozen (`quick`, `finetune`) feed the models the frozen trunk's
+# outputs, computed once per image and view and cached (`repro.models.featcache`; the `quick` profile runs
+# the trunk with its BatchNorm folded into the convolutions, on every core). Building them here, before any
+# model trains, means every later notebook, and every chain of a sweep, finds them ready. The build time
+# goes into `00_data.json` under `feature_cache.build_s`, also when the cache was built by an earlier run.
+
+# %%
+ctx = make_context(profile, p=min(P_VALUES), seed=example_seed, data_root=data_root, results_dir=results_dir,
+                   skip_bad_images=skip_bad_images, strict_keywords=strict_keywords)
+feature_cache = ctx.bank().cache_record
+summary["feature_cache"] = feature_cache
+if feature_cache is None:
+    print(f"profile {profile} trains the whole encoder: there is no feature cache")
+else:
+    print(f"feature cache {feature_cache['folder']}: {feature_cache['views']}, built in "
+          f"{feature_cache['build_s']:.0f} s on {feature_cache['threads']} thread(s), "
+          f"precision {feature_cache['precision']}, BatchNorm folded: {feature_cache['batchnorm_folded']}")
 
 # %% [markdown]
 # ## Data summary for the report

@@ -95,7 +95,8 @@ class Profile:
     map_flip: float = 0.0                # training: probability of a left-right flip of a cached trunk map
     cpu_bf16: bool = False               # CPU training: the trained encoder stages under bf16 autocast (finetune: on)
     feature_precision: str = "fp32"      # frozen-trunk forward of the feature cache: "fp32" or "bf16" (autocast)
-    probe_solver: str = "sklearn"        # the LR probe's solver: "sklearn" (LogisticRegression) or "torch" (same objective)
+    fold_batchnorm: bool = False         # feature cache: run the frozen trunk with its BatchNorm folded into the convs
+    probe_solver: str = "sklearn"        # the LR probe's solver: "sklearn", "torch" or "torch-fp32" (the same objective)
     val_every: int = 1                   # score validation (model selection) every k-th epoch and the last
     caption_max_epochs: int | None = None  # epoch cap of every stage that trains T3 (None: the stage's own cap)
     tensorboard: str | None = None       # TensorBoard curves folder, relative to the results root (None: off; --tensorboard wins)
@@ -134,7 +135,7 @@ PROFILES: dict[str, Profile] = {
         name="quick", image_size=256, trainable=0, taps=("block4", "block5", "block6"), neck_hidden=512,
         optimizer="adamw", lr=1e-3, weight_decay=0.01, lr_schedule="onecycle", class_balance=0.6,
         decoder_hidden=256, decoder_embed=128, batch_size=128, max_epochs=8, patience=8, kd_max_epochs=4,
-        tau_seed=0, num_threads=2,
+        tau_seed=0, num_threads=1, fold_batchnorm=True, probe_solver="torch-fp32", caption_max_epochs=6,
     ),
     "finetune": Profile(
         name="finetune", image_size=256, trainable=2, encoder_lr=3e-4, map_flip=0.5,

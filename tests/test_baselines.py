@@ -329,6 +329,26 @@ def test_torch_probe_solves_sklearns_objective(k, class_weight):
     assert again.fit(x, y).n_iter_ <= 2
 
 
+@pytest.mark.parametrize("k, class_weight", [(5, "balanced"), (29, None)])
+def test_torch_probe_in_float32_stays_near_sklearn(k, class_weight):
+    """probe_solver="torch-fp32" (the quick profile's): the same objective in float32, about 3x faster at one
+    thread on the real T2 probe; probabilities within 5e-3 of scikit-learn's, classes on ≥ 98 % of images."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 800)
+    y[:k] = np.arange(k)
+    x = rng.normal(size=(800, 60)).astype(np.float32)
+    x[np.arange(800), y % 60] += 1.0
+    for c in (1e-3, 1e-1):
+        sk = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
+        tl = baselines.probe_classifier("torch-fp32", c, class_weight, 2000).fit(x, y)
+        assert tl.coef_.dtype == np.float32
+        ps, pt = sk.predict_proba(x), tl.predict_proba(x)
+        assert np.abs(ps - pt).max() < 5e-3
+        assert (ps.argmax(1) == pt.argmax(1)).mean() >= 0.98
+
+
 def test_probe_solver_torch_through_fit_probe_and_an_unknown_solver():
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 20)
@@ -356,6 +376,7 @@ def test_probe_solver_check_fits_both_solvers_on_real_features(odir_root, tmp_pa
         for task in per.values():
             assert task["fit_s"] > 0 and f"{task['C']:g}" in task["val"] and task["n_test"] > 0
             assert task["test"] and all(0.0 <= v <= 1.0 for v in task["test"].values())
-    sk, th = r["solvers"]["sklearn"], r["solvers"]["torch"]
-    assert r["max_test_diff"] == pytest.approx(max(abs(th[t]["test"][k] - sk[t]["test"][k])
+    sk = r["solvers"]["sklearn"]
+    assert r["max_test_diff"] == pytest.approx(max(abs(other[t]["test"][k] - sk[t]["test"][k])
+                                                   for name, other in r["solvers"].items() if name != "sklearn"
                                                    for t in sk for k in sk[t]["test"]))

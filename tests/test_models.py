@@ -328,3 +328,60 @@ def test_feature_cache_refuses_trainable_all(cache_env):
         trunk_feature_cache(net, imgs, cache_key="x", progress=False)
     with pytest.raises(ConfigError, match="unknown view"):
         trunk_feature_cache(small_net(("coarse",)), imgs, views=("vflip",), cache_key="x", progress=False)
+
+
+def test_fold_batchnorm_is_the_same_function_without_batchnorm():
+    from repro.models.encoders import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = small_net(("coarse",), trainable=1).eval()
+    with torch.no_grad():  # BatchNorm statistics that are not the identity, so that folding has work to do
+        for m in net.trunk.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    folded = fold_batchnorm(net.trunk)
+    n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.trunk.modules())
+    assert n_bn > 10 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = preprocess(np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8), net.encoder_spec)
+    with torch.inference_mode():
+        want, got = net.trunk(x), folded(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.trunk.modules()) == n_bn  # the original is kept
+
+
+def test_feature_cache_with_folded_batchnorm_has_its_own_folder_and_record(cache_env):
+    from repro.models.featcache import FOLD_TAG, trunk_feature_cache
+
+    torch.manual_seed(0)
+    net = small_net(("coarse",), trainable=1).eval()
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    plain = trunk_feature_cache(net, imgs, views=("orig",), cache_key="unit", progress=False)
+    folded = trunk_feature_cache(net, imgs, views=("orig",), cache_key="unit", progress=False, fold_bn=True)
+    assert folded.folder != plain.folder and folded.folder.name.endswith(f"-{FOLD_TAG}-unit")
+    np.testing.assert_allclose(np.asarray(folded["orig"], np.float32), np.asarray(plain["orig"], np.float32),
+                               rtol=2e-3, atol=2e-3)
+    rec, rec_plain = folded.record(), plain.record()
+    assert rec["batchnorm_folded"] is True and rec_plain["batchnorm_folded"] is False
+    assert rec["views"] == ["orig"] and rec["precision"] == "fp32" and rec["build_s"] >= 0
+    assert rec["build_s"] == rec["build_s_per_view"]["orig"] and rec["images"] == [4, 64, 64, 3]
+    assert rec["threads"] == len(os.sched_getaffinity(0)) and torch.get_num_threads() >= 1
+
+
+def test_feature_cache_is_the_same_whatever_the_number_of_cores(tmp_path, monkeypatch):
+    """Each batch runs on one torch thread (batches in parallel, one per core), so a cache built with one or
+    with three workers holds the same bytes: the features do not follow the machine's core count."""
+    from repro.models import featcache
+
+    torch.manual_seed(0)
+    net = small_net(("coarse",), trainable=1).eval()
+    imgs = np.random.default_rng(2).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
+    got = {}
+    for cores in (1, 3):
+        monkeypatch.setattr(featcache.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False)
+        feats = featcache.trunk_feature_cache(net, imgs, views=("orig",), cache_key="unit", batch_size=2,
+                                              root=tmp_path / f"c{cores}", progress=False, fold_bn=True)
+        assert feats.record()["threads"] == cores
+        got[cores] = np.asarray(feats["orig"])
+    np.testing.assert_array_equal(got[1], got[3])

@@ -38,9 +38,10 @@ PROBE_LIMITS = (1e-7, 1e3)                     # the widening stops here (C at a
 PROBE_FACTOR = 10.0
 PROBE_MAX_ITER = 2000
 PROBE_STOP_AFTER = 2                           # the ascending grid stops after this many C in a row worse than the best
-#: the probe's solvers (profile setting ``probe_solver``): both minimise scikit-learn's objective
+#: the probe's solvers (profile setting ``probe_solver``): all minimise scikit-learn's objective
 PROBE_SOLVERS = {"sklearn": "sklearn LogisticRegression (lbfgs)",
-                 "torch": "torch L-BFGS, scikit-learn's objective (repro.experiments.probe_solver)"}
+                 "torch": "torch L-BFGS, scikit-learn's objective (repro.experiments.probe_solver)",
+                 "torch-fp32": "torch L-BFGS in float32, scikit-learn's objective (repro.experiments.probe_solver)"}
 
 
 # ---------------------------------------------------------------- pure parts (tested on synthetic data)
@@ -142,10 +143,11 @@ def probe_classifier(solver: str, c: float, class_weight: str | None, max_iter: 
 
         return LogisticRegression(C=float(c), class_weight=class_weight, max_iter=max_iter, solver="lbfgs",
                                   warm_start=True)
-    if solver == "torch":
+    if solver in ("torch", "torch-fp32"):
         from repro.experiments.probe_solver import TorchLogistic
 
-        return TorchLogistic(C=float(c), class_weight=class_weight, max_iter=max_iter)
+        return TorchLogistic(C=float(c), class_weight=class_weight, max_iter=max_iter,
+                             dtype="float32" if solver == "torch-fp32" else "float64")
     raise ConfigError(f"probe solver {solver!r}: use one of {sorted(PROBE_SOLVERS)} (profile setting probe_solver)")
 
 

@@ -161,7 +161,8 @@ class Context:
             model = model or self.new_model(("coarse",))
             with phase(FEATURES):
                 self._bank = InputBank(self.prepared, model, views=self.profile.views, device=self.device,
-                                       cache_root=self.cache_dir, precision=self.profile.feature_precision)
+                                       cache_root=self.cache_dir, precision=self.profile.feature_precision,
+                                       fold_bn=self.profile.fold_batchnorm)
         return self._bank
 
     def checkpoint_extra(self, stage: str, name: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ random initialisation happens only with ``pretrained=False``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from functools import lru_cache
 from dataclasses import dataclass, replace
@@ -279,6 +280,31 @@ def build_encoder(name: str, pretrained: bool = True, weights_path: str | Path |
     if spec.channels_last:
         spec.stages.to(memory_format=torch.channels_last)
     return spec
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """An inference copy of ``module`` with every BatchNorm folded into the convolution before it.
+
+    For a convolution ``W, b`` followed by a BatchNorm in eval mode (``gamma, beta``, running ``mu, var``, ``eps``):
+    ``W' = W * gamma / sqrt(var + eps)`` (per output channel) and ``b' = (b - mu) * gamma / sqrt(var + eps) + beta``,
+    so ``bn(conv(x)) = conv'(x)`` up to float rounding. A timm ``BatchNormAct2d`` keeps its dropout and
+    activation. A convolution and its BatchNorm are folded when they are consecutive children of one module
+    (the order timm and torchvision register them in). ``module`` itself is left unchanged.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    def fold(m: nn.Module) -> None:
+        kids = list(m.named_children())
+        for (name_a, a), (name_b, b) in zip(kids, kids[1:]):
+            if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                setattr(m, name_a, fuse_conv_bn_eval(a, b))
+                setattr(m, name_b, nn.Sequential(getattr(b, "drop", nn.Identity()), getattr(b, "act", nn.Identity())))
+        for _, child in m.named_children():
+            fold(child)
+
+    out = copy.deepcopy(module).eval()
+    fold(out)
+    return out
 
 
 def _channels_last(x: torch.Tensor) -> torch.Tensor:

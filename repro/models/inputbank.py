@@ -27,13 +27,14 @@ class InputBank:
     """Inputs of all images in manifest order, per view, ready to be indexed by batch."""
 
     def __init__(self, prepared, model, views=("orig", "hflip"), device: torch.device | str = "cpu",
-                 cache_root=None, precision: str = "fp32"):
+                 cache_root=None, precision: str = "fp32", fold_bn: bool = False):
         if prepared.images is None:
             raise ValueError("prepare_data(..., with_images=True) is needed to build model inputs")
         self.views = tuple(views)
         self.device = torch.device(device)
         self.from_trunk = model.trainable != "all"
         self.spec = model.encoder_spec
+        self.cache_record = None
         if self.from_trunk:
             from repro.models.featcache import trunk_feature_cache
 
@@ -41,7 +42,9 @@ class InputBank:
             feats = trunk_feature_cache(
                 model, prepared.images, views=self.views,
                 cache_key=image_cache_key(prepared, size, cache_root), root=cache_root, precision=precision,
+                fold_bn=fold_bn,
             )
+            self.cache_record = feats.record()  # how the cache was built (notebook 00 reports it)
             # read into memory once: batches then index RAM, not the memory-mapped file
             self.data = {v: torch.from_numpy(np.array(feats[v])) for v in self.views}
         else:

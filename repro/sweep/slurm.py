@@ -57,7 +57,7 @@ class JobResources:
 #: limit is requeued and resumes at its next missing result)
 PROFILE_RESOURCES: dict[str, JobResources] = {
     "smoke": JobResources(time_min=30, cpus=1),
-    "quick": JobResources(time_min=60, cpus=2, mem_gb=6),
+    "quick": JobResources(time_min=60, cpus=1, mem_gb=6),
     "finetune": JobResources(time_min=240, cpus=2, mem_gb=8),
     "paper": JobResources(time_min=720, cpus=8, gpus=1, mem_gb=32),
 }
