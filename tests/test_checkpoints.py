@@ -35,6 +35,33 @@ def test_good_checkpoint_round_trips(good):
         assert torch.equal(loaded.state_dict()[k], v)
 
 
+def test_a_checkpoint_loaded_again_comes_from_memory_as_its_own_copy(good, tmp_path, monkeypatch):
+    """The second load of an unchanged file reads nothing; each caller gets its own model; loading never moves
+    torch's random stream; a rewritten file is read again."""
+    import shutil
+
+    from repro.models import checkpoints
+
+    path = tmp_path / "c.pt"
+    shutil.copy(good[0], path)
+    before = torch.random.get_rng_state()
+    first, _ = load_checkpoint(path)
+    assert torch.equal(torch.random.get_rng_state(), before)   # building the model drew no random numbers
+    reads = []
+    real = checkpoints.read_payload
+    monkeypatch.setattr(checkpoints, "read_payload", lambda *a, **k: reads.append(a) or real(*a, **k))
+    second, payload = load_checkpoint(path)
+    assert reads == [] and payload["split_hash"] == "abc123"
+    assert second is not first and all(torch.equal(v, first.state_dict()[k]) for k, v in second.state_dict().items())
+    with torch.no_grad():
+        next(second.parameters()).add_(1.0)   # training one copy leaves the others alone
+    third, _ = load_checkpoint(path)
+    assert torch.equal(next(third.parameters()), next(first.parameters()))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    load_checkpoint(path)
+    assert len(reads) == 1
+
+
 class _Evil:
     def __init__(self, target):
         self.target = target

@@ -51,8 +51,9 @@ def _record(rdir: Path) -> dict:
 def test_units_are_chains_between_the_once_notebooks(tmp_path):
     runs = plan_sweep(None, "smoke", [15, 30], [0, 1], results_root=tmp_path, notebooks_dir=FIX)
     units = plan_units(runs)
-    assert [u.name for u in units] == ["00_once", "p15 seed0", "p30 seed0", "p15 seed1", "p30 seed1", "03_summary"]
-    assert [[runs[i].name for i in u.runs] for u in units[1:2]] == [["01_fake p15 seed0", "02_dep p15 seed0"]]
+    # submission order: the largest p first (longer chains start early, short ones fill the end)
+    assert [u.name for u in units] == ["00_once", "p30 seed0", "p30 seed1", "p15 seed0", "p15 seed1", "03_summary"]
+    assert [[runs[i].name for i in u.runs] for u in units[1:2]] == [["01_fake p30 seed0", "02_dep p30 seed0"]]
     assert [u.after for u in units] == [[], [0], [0], [0], [0], [0, 1, 2, 3, 4]]   # smoke: no shared τ seed
     assert sorted(i for u in units for i in u.runs) == list(range(len(runs)))
 
@@ -62,8 +63,8 @@ def test_a_shared_tau_seed_is_a_first_wave(tmp_path):
     the sweep the plan adds seed 0's producers (01) as chains of their own."""
     units = plan_units(plan_sweep(["01", "02"], "quick", [15, 30], [0, 1], results_root=tmp_path,
                                   notebooks_dir=FIX))
-    assert [(u.name, [units[d].name for d in u.after]) for u in units] == [
-        ("p15 seed0", []), ("p30 seed0", []), ("p15 seed1", ["p15 seed0"]), ("p30 seed1", ["p30 seed0"])]
+    assert [(u.name, [units[d].name for d in u.after]) for u in units] == [   # the τ seed's chains first
+        ("p30 seed0", []), ("p15 seed0", []), ("p30 seed1", ["p30 seed0"]), ("p15 seed1", ["p15 seed0"])]
     runs = plan_sweep(["01", "02"], "quick", [15], [1], results_root=tmp_path, notebooks_dir=FIX)
     units = plan_units(runs)
     assert [(u.name, [runs[i].stem for i in u.runs], u.after) for u in units] == [
@@ -180,7 +181,7 @@ def test_local_jobs_run_the_sweep_record_their_ids_and_a_rerun_submits_nothing(t
     seg = record["segments"][0]
     assert seg["executor"] == "local" and seg["status"] == "finished" and seg["counts"]["done"] == 6
     jobs = {j["unit"]: j for j in seg["jobs"]}
-    assert list(jobs) == ["00_once", "p15 seed0", "p30 seed0", "03_summary"]
+    assert list(jobs) == ["00_once", "p30 seed0", "p15 seed0", "03_summary"]
     assert record["runs"]["02_dep/p30/seed0"]["job"] == jobs["p30 seed0"]["job"]
     assert record["runs"]["02_dep/p30/seed0"]["status"] == "done" and record["runs"]["02_dep/p30/seed0"]["wall_s"] > 0
     chain_job = jobs["p15 seed0"]

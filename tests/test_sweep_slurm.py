@@ -130,13 +130,16 @@ def test_slurm_sweep_cancel_and_resume_match_an_inline_sweep(slurm_env, odir_roo
     assert f"job {victim} ended (CANCELLED" in out and "01_m1_teachers p70 seed0: FAILED" in out, out
     seg = json.loads((rdir / "sweep.json").read_text())["segments"][0]
     jobs = {j["unit"]: j for j in seg["jobs"]}
-    assert list(jobs) == ["00_data", "p15 seed0", "p70 seed0"] and seg["executor"] == "slurm"
+    assert list(jobs) == ["00_data", "p70 seed0", "p15 seed0"] and seg["executor"] == "slurm"
     assert all((PROJECT_ROOT / j["log"]).exists() for j in jobs.values())
     assert jobs["p15 seed0"]["state"] == "COMPLETED" and jobs["p70 seed0"]["state"] == "CANCELLED"
     assert {r["key"]: r["status"] for r in seg["runs"]} == {
         "00_data": "done", "01_m1_teachers/p15/seed0": "done", "04_temperature/p15/seed0": "done",
         "01_m1_teachers/p70/seed0": "failed", "04_temperature/p70/seed0": "not run"}
     assert not (rdir / "p70" / "seed0" / "01_m1_teachers.json").exists()
+    chain = rdir / "p70" / "seed0"
+    kept = {f.name: f.stat().st_mtime_ns for f in chain.glob("m1-*.json")}   # what the cancelled job finished
+    left = sorted(f.name for f in chain.iterdir())
 
     # the same command again: only the cancelled chain is submitted, and it resumes at its missing results
     t1 = time.monotonic()
@@ -146,6 +149,8 @@ def test_slurm_sweep_cancel_and_resume_match_an_inline_sweep(slurm_env, odir_roo
     assert again.stdout.count("submitted (slurm)") == 1 and "p70 seed0, 2 run(s)" in again.stdout
     assert "01_m1_teachers p15 seed0: skipped: result exists" in again.stdout
     assert "2 done, 3 skipped, 0 failed" in again.stdout
+    assert {f: chain.joinpath(f).stat().st_mtime_ns for f in kept} == kept   # resumed, not retrained
+    assert not [f.name for f in chain.iterdir() if f.name.endswith(".tmp") or ".partial" in f.name]
 
     # and once more: everything exists, nothing is submitted, the record stays as it is
     stamp = (rdir / "sweep.json").stat().st_mtime_ns
@@ -182,7 +187,8 @@ def test_slurm_sweep_cancel_and_resume_match_an_inline_sweep(slurm_env, odir_roo
         for stem in STEMS:
             assert (rdir / f"p{p}" / "seed0" / f"{stem}.json").exists()
     print(f"\nslurm sweep: first call {first_s:.0f} s (job {victim} cancelled), second {second_s:.0f} s, "
-          f"jobs {' '.join(ids)}")
+          f"jobs {' '.join(ids)}; the cancelled chain left {left}; after the rerun it holds "
+          f"{len(list(chain.iterdir()))} files, the {len(kept)} finished teachers untouched")
 
 
 def test_a_job_sbatch_refuses_is_one_error(slurm_env, tmp_path):

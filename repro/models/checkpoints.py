@@ -11,6 +11,7 @@ the stored profile and model sizes, validated (known fields, types, ranges: :fun
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import fields
 from pathlib import Path
@@ -172,8 +173,41 @@ def read_payload(path: str | Path, map_location="cpu") -> dict[str, Any]:
     return payload
 
 
+#: checkpoints this process has loaded, newest last: (path, size, mtime_ns, map_location) -> (model, payload)
+_LOADED: dict[tuple[str, int, int, str], tuple[Any, dict[str, Any]]] = {}
+LOADED_MAX = 16   # about 15 MB each for a quick model (the Lite0 encoder's weights are part of it)
+
+
 def load_checkpoint(path: str | Path, map_location="cpu"):
-    """``(model, payload)`` from a checkpoint written by :func:`save_checkpoint` (data only, checked)."""
+    """``(model, payload)`` from a checkpoint written by :func:`save_checkpoint` (data only, checked).
+
+    A chain loads the same teachers again and again (the τ study, the ensemble, M2, M3: about 50 loads of
+    about 12 files per (p, seed)), so a file this process has already loaded, unchanged since (same path,
+    size and modification time), is copied from memory instead of read, checked and built again; the
+    caller gets its own copy of the model to train or move. Building a model never draws from torch's
+    global random stream, so a run's numbers do not depend on which checkpoints were loaded before it.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, str(map_location))
+    except OSError:
+        key = None
+    hit = _LOADED.get(key) if key else None
+    if hit is None:
+        with torch.random.fork_rng(devices=[]):
+            hit = _read_checkpoint(p, map_location)
+        if key:
+            _LOADED[key] = hit
+            while len(_LOADED) > LOADED_MAX:
+                del _LOADED[next(iter(_LOADED))]
+    else:
+        _LOADED[key] = _LOADED.pop(key)
+    model, payload = hit
+    return copy.deepcopy(model), dict(payload)
+
+
+def _read_checkpoint(path: str | Path, map_location="cpu"):
     from repro.models.mtlnet import MTLNet
 
     payload = read_payload(path, map_location)

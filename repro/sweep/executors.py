@@ -96,11 +96,11 @@ def plan_units(runs: Sequence[Run]) -> list[Unit]:
     chains: dict[tuple[int, int], list[int]] = {}
     for i in per:
         chains.setdefault(chain_key(runs[i]), []).append(i)
+    k = get_profile(runs[0].profile).tau_seed if runs else None
     where: dict[tuple[int, int], int] = {}
-    for (p, seed), idx in chains.items():
+    for (p, seed), idx in sorted(chains.items(), key=lambda c: chain_priority(*c[0], k)):
         where[(p, seed)] = len(units)
         units.append(Unit(f"p{p} seed{seed}", idx, list(before)))
-    k = get_profile(runs[0].profile).tau_seed if runs else None
     if k is not None:
         for (p, seed), u in where.items():
             if seed != k and (p, k) in where and any(runs[i].number in TAU_READERS for i in units[u].runs):
@@ -108,6 +108,14 @@ def plan_units(runs: Sequence[Run]) -> list[Unit]:
     if tail:
         units.append(Unit(" ".join(runs[i].stem for i in tail), tail, list(range(len(units)))))
     return units
+
+
+def chain_priority(p: int, seed: int, tau_seed: int | None) -> tuple[bool, int, int]:
+    """Submission order of the chains (the job executors' only freedom): the τ seed's chains first, since the
+    other seeds' chains of their p wait for them, then the rest; within each, the largest p first, since
+    more labeled images train longer. The short chains come last and fill the cores while the last long ones
+    finish: the quick sweep's idle tail shrinks (one core idle for 58 s at the end in p order)."""
+    return (tau_seed is not None and seed != tau_seed, -p, seed)
 
 
 def default_max_jobs(executor: str, resources: JobResources, n_units: int) -> int:
