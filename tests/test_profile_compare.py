@@ -138,3 +138,12 @@ def test_against_base_reads_quick_beside_the_folder_and_is_none_where_it_does_no
     comp = pc.against_base("finetune", folder, fine)
     assert read == [("quick", tmp_path / "quick")] and comp.labels == ("quick", "finetune") and comp.ps == (15, 70)
     assert pc.against_base("finetune", folder, _profile(0.05, ps=(45,))) is None   # no shared p
+
+
+def test_settings_differences_name_what_besides_the_encoder_differs():
+    from repro.report.profile_compare import settings_differences
+
+    diff = settings_differences("quick", "finetune")
+    assert diff["trainable"] == (0, 2) and diff["caption_max_epochs"] == (6, None) and "name" not in diff
+    assert "lr" not in diff and settings_differences("quick", "quick") == {}
+    assert settings_differences("quick", "no-such-profile") == {}

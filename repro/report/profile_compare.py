@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -202,6 +203,10 @@ class ProfileComparison:
                 f"(the p values both have), each with its own Holm family: {k} of {n} verdicts change. A cell: "
                 "effect, 95 % interval (the paired bootstrap with test sampling), verdict after Holm. The rows "
                 "against the LR probe and the M1 teacher ensemble are in the report.\n\n")
+        diff = settings_differences(*self.labels)
+        if diff:
+            head += ("Settings in which the two profiles differ (as defined in `repro/profiles.py`): "
+                     + "; ".join(f"`{k}` {va} / {vb}" for k, (va, vb) in diff.items()) + ".\n\n")
         return (head + _markdown_table(compact_claims(paper, self.labels))
                 + f"\nEach model on `{b}` against `{a}` (mean over seeds, `{a}` → `{b}`, gain and 95 % interval):"
                 "\n\n" + _markdown_table(gains_pivot(self.gains, self.labels)) + "\n" + GAINS_NOTE + "\n")
@@ -211,6 +216,18 @@ class ProfileComparison:
         return write_json(path, {"labels": list(self.labels), "ps": list(self.ps), "fingerprint": self.fingerprint,
                                  "claims": self.claims.to_dict(orient="split"),
                                  "gains": self.gains.to_dict(orient="split")})
+
+
+def settings_differences(a: str, b: str) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (value in a, value in b)}`` for every profile setting (the name aside) in which profiles
+    ``a`` and ``b`` differ: what besides the encoder could explain a gain. ``{}`` when either is not a
+    known profile."""
+    from repro.profiles import PROFILES
+
+    if a not in PROFILES or b not in PROFILES:
+        return {}
+    da, db = PROFILES[a].to_dict(), PROFILES[b].to_dict()
+    return {k: (da[k], db[k]) for k in da if k != "name" and da[k] != db.get(k)}
 
 
 def compare_profiles(df_a: pd.DataFrame, df_b: pd.DataFrame, labels: tuple[str, str],
