@@ -141,6 +141,32 @@ def test_sweep_skip_rule_keeps_results_of_the_same_data(real_run, tmp_path):
     assert [p.name for p, _ in stale] == ["m1-T1.json"] and stale[0][1] == real["data"]["data_identity"]
 
 
+def test_a_result_of_other_profile_settings_is_trained_again(real_run, tmp_path, monkeypatch, capsys):
+    """A stored model whose profile settings differ from the run's (a profile edited, an override) is not
+    reused: it is trained again, saying which settings changed; with the same settings it is reused."""
+    from repro.experiments.context import settings_changed
+    from repro.profiles import get_profile
+
+    data, root, real = real_run
+    copy = tmp_path / "R"
+    shutil.copytree(root, copy)
+    monkeypatch.delenv("REPRO_CACHE", raising=False)
+    res = copy / "smoke" / "p15" / "seed0" / "m1-T1.json"
+    stamp = res.stat().st_mtime_ns
+    assert _train(data, copy) == 0 and res.stat().st_mtime_ns == stamp   # same settings: reused
+    assert settings_changed(get_profile("smoke"), real) == []
+    monkeypatch.setenv("REPRO_PROFILE_OVERRIDES", '{"smoke": {"max_epochs": 1}}')
+    capsys.readouterr()
+    assert _train(data, copy) == 0
+    out = capsys.readouterr().out
+    assert "was trained with other profile settings (max_epochs: 2 -> 1): training it again" in out, out
+    again = read_json(res)
+    assert again["profile_settings"]["max_epochs"] == 1 and len(again["history"]) == 1
+    older = {k: v for k, v in get_profile("smoke").to_dict().items() if k != "fold_batchnorm"}
+    assert settings_changed(get_profile("smoke"), {"profile_settings": older}) == []   # added since: its default
+    assert settings_changed(get_profile("quick"), {"profile_settings": older})       # quick folds: it differs
+
+
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
 def test_train_with_a_seed_numpy_refuses(seed, tmp_path, capsys):
     rc = main(["train", "--profile", "smoke", "--seed", seed, "--results-dir", str(tmp_path / "smoke")])

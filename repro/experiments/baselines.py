@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from repro.errors import ConfigError
+from repro.experiments.context import settings_changed
 from repro.io import read_json, write_json
 from repro.names import BASELINE_STAGE, PRIMARY
 from repro.phases import BASELINE_FITS, phase
@@ -202,7 +203,7 @@ def _record(ctx, name: str, tasks, params: dict, val: dict, test: dict, t0: floa
     train_idx = ctx.indices("train", p=ctx.p)
     return {
         "schema": 1, "stage": BASELINE_STAGE, "name": name, "tasks": list(tasks), "profile": ctx.profile.name,
-        "p": ctx.p, "seed": ctx.seed, "params": params,
+        "p": ctx.p, "seed": ctx.seed, "params": params, "profile_settings": ctx.profile.to_dict(),
         "data": {"dataset": ctx.prepared.dataset_name, "split_file": project_relative(ctx.prepared.split_file),
                  "split_hash": ctx.prepared.split_hash, "n_train": int(len(train_idx)),
                  "n_val": int(len(ctx.indices("val"))), "n_test": int(len(ctx.indices("test"))),
@@ -259,7 +260,8 @@ def _reusable_probe(ctx) -> tuple[int, dict] | None:
                 and res.get("p") == ctx.p and "reused_from_seed" not in res
                 and (res.get("params") or {}).get("base_grid") == list(PROBE_GRID)
                 and (res.get("params") or {}).get("limits") == list(PROBE_LIMITS)
-                and (res.get("params") or {}).get("model") == PROBE_SOLVERS[ctx.profile.probe_solver]):
+                and (res.get("params") or {}).get("model") == PROBE_SOLVERS[ctx.profile.probe_solver]
+                and not settings_changed(ctx.profile, res)):
             return int(res["seed"]), res
     return None
 
@@ -279,7 +281,9 @@ def run_probe(ctx, force: bool = False, grid: Sequence[float] = PROBE_GRID) -> d
 
     path = ctx.result_path(BASELINE_STAGE, "probe")
     if path.exists() and not force:
-        return read_json(path)
+        stored = read_json(path)
+        if not settings_changed(ctx.profile, stored):
+            return stored
     t0 = time.perf_counter()
     prep = ctx.prepared
     if not force:

@@ -226,9 +226,14 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
 
     res_path, ckpt = ctx.result_path(stage_name, name), ctx.checkpoint_path(stage_name, name)
     if not force and res_path.exists():
-        check_result_identity(ctx, res_path, read_json(res_path), stage_name)
-        if ckpt.exists():
-            return read_json(res_path)
+        stored = read_json(res_path)
+        check_result_identity(ctx, res_path, stored, stage_name)
+        changed = settings_changed(ctx.profile, stored)
+        if ckpt.exists() and not changed:
+            return stored
+        if changed:
+            print(f"{project_relative(res_path)} was trained with other profile settings "
+                  f"({', '.join(changed)}): training it again")
     data_warnings = list(ctx.prepared.info.get("warnings", []))
     for w in data_warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -287,6 +292,30 @@ def train_and_record(ctx: Context, stage_name: str, name: str, model, stage, tra
     with phase(WRITING):
         write_json(res_path, result)
     return result
+
+
+#: profile settings that do not change what a run computes (a stored result differing only in these is reused)
+NOT_COMPUTING_SETTINGS = ("tensorboard",)
+
+
+def settings_changed(profile: Profile, result: dict[str, Any]) -> list[str]:
+    """``"key: stored -> now"`` for each profile setting in which ``result`` (its ``profile_settings``) was
+    computed otherwise than ``profile`` would compute it now; ``[]`` when it still stands. A setting the
+    result does not record (one added since) is taken at its default, the value it had then."""
+    from dataclasses import fields
+
+    theirs, ours = result.get("profile_settings") or {}, profile.to_dict()
+    defaults = Profile(name=profile.name).to_dict()
+    missing = object()
+    out = []
+    for f in fields(Profile):
+        k = f.name
+        if k in NOT_COMPUTING_SETTINGS or k == "name":
+            continue
+        old = theirs.get(k, defaults.get(k, missing))
+        if old != ours[k]:
+            out.append(f"{k}: {old!r} -> {ours[k]!r}")
+    return out
 
 
 def check_result_identity(ctx: Context, path: Path, result: dict[str, Any], stage: str) -> None:

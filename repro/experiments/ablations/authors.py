@@ -24,7 +24,7 @@ from typing import Any
 
 from repro.errors import ConfigError, MissingStageError
 from repro.experiments.ablations.variants import summary
-from repro.experiments.context import Context, load_result
+from repro.experiments.context import Context, load_result, settings_changed
 from repro.experiments.tau import resolve_taus, tau_source
 from repro.names import (ABLATION_STAGE, CLAIM_METRIC, MAIN, NOTEBOOK_OF, SUBSETS, TAU_SELECTION_FILE, notebook_path,
                          result_file)
@@ -108,8 +108,7 @@ def _fits(ctx: Context, res: dict[str, Any] | None, expected: dict[str, Any], in
         return "missing"
     if res.get("split_hash") != ctx.prepared.split_hash or res.get("profile") != ctx.profile.name:
         return "another split or profile"
-    theirs, ours = res.get("profile_settings") or {}, ctx.profile.to_dict()
-    if any(theirs[k] != ours[k] for k in set(theirs) & set(ours)):
+    if settings_changed(ctx.profile, res):
         return "other profile settings"
     params = normalised_params(res.get("params"))
     diff = sorted(k for k, v in expected.items() if params.get(k) != v)
