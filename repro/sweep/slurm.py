@@ -52,8 +52,8 @@ class JobResources:
         return ", ".join(parts)
 
 
-#: per-profile defaults; the time limits are a chain's measured wall time on 2 CPU cores (quick: 3 min,
-#: results/quick/sweep.json) with a wide margin, the paper's a guess for a GPU (a job that reaches its
+#: per-profile defaults; the time limits are a chain's measured wall time with a wide margin (quick, one CPU
+#: per chain: 1–3 min, results/quick/sweep.json), the paper's a guess for a GPU (a job that reaches its
 #: limit is requeued and resumes at its next missing result)
 PROFILE_RESOURCES: dict[str, JobResources] = {
     "smoke": JobResources(time_min=30, cpus=1),
