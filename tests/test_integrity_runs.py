@@ -141,20 +141,20 @@ def test_sweep_skip_rule_keeps_results_of_the_same_data(real_run, tmp_path):
     assert [p.name for p, _ in stale] == ["m1-T1.json"] and stale[0][1] == real["data"]["data_identity"]
 
 
-def test_a_result_of_other_profile_settings_is_trained_again(real_run, tmp_path, monkeypatch, capsys):
+def test_a_result_of_other_profile_settings_is_trained_again(tmp_path, monkeypatch, capsys):
     """A stored model whose profile settings differ from the run's (a profile edited, an override) is not
     reused: it is trained again, saying which settings changed; with the same settings it is reused."""
     from repro.experiments.context import settings_changed
     from repro.profiles import get_profile
 
-    data, root, real = real_run
+    data = make_kaggle_odir(tmp_path / "data", n_patients=30)   # its own: other tests of this module edit theirs
     copy = tmp_path / "R"
-    shutil.copytree(root, copy)
     monkeypatch.delenv("REPRO_CACHE", raising=False)
+    assert _train(data, copy) == 0
     res = copy / "smoke" / "p15" / "seed0" / "m1-T1.json"
     stamp = res.stat().st_mtime_ns
     assert _train(data, copy) == 0 and res.stat().st_mtime_ns == stamp   # same settings: reused
-    assert settings_changed(get_profile("smoke"), real) == []
+    assert settings_changed(get_profile("smoke"), read_json(res)) == []
     monkeypatch.setenv("REPRO_PROFILE_OVERRIDES", '{"smoke": {"max_epochs": 1}}')
     capsys.readouterr()
     assert _train(data, copy) == 0

@@ -185,7 +185,9 @@ def test_val_every_and_caption_epochs_settings():
     assert [e for e in range(1, 9) if validates(e, quick)] == list(range(1, 9))   # default: every epoch
     every2 = get_profile("quick", val_every=2, max_epochs=5)
     assert [e for e in range(1, 6) if validates(e, every2)] == [2, 4, 5]          # and always the last
-    assert stage_epochs(quick, ("coarse", "caption")) == 8 and stage_epochs(quick, ("caption",), 4) == 4
+    uncapped = get_profile("quick", caption_max_epochs=None)
+    assert stage_epochs(uncapped, ("coarse", "caption")) == 8 and stage_epochs(uncapped, ("caption",), 4) == 4
+    assert stage_epochs(quick, ("coarse", "caption")) == 6 and stage_epochs(quick, ("coarse",)) == 8   # quick caps T3
     capped = get_profile("quick", caption_max_epochs=6)
     assert stage_epochs(capped, ("coarse", "caption")) == 6 and stage_epochs(capped, ("coarse", "fine")) == 8
     assert stage_epochs(capped, ("caption",), capped.kd_max_epochs) == 4
