@@ -36,6 +36,12 @@ def seed_everything(seed: int) -> torch.Generator:
     return g
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its CPU affinity, as set by ``taskset`` or a SLURM allocation;
+    else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max(os.cpu_count() or 1, 1)
+
+
 def set_threads(profile) -> None:
     """Pin torch's intra-op thread count to ``profile.num_threads`` (when set).
 

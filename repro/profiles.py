@@ -122,6 +122,14 @@ class Profile:
         return replace(self, **kw)
 
 
+def setting_differences(old: Mapping[str, Any], new: Profile) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (old value, new value)}`` for every setting (the name aside) in which ``old`` (a profile's
+    :meth:`Profile.to_dict`, e.g. a result's ``profile_settings``) differs from profile ``new``. A setting
+    ``old`` lacks (one added since it was written) counts at its default, the value it had then."""
+    ours, defaults = new.to_dict(), Profile(name=new.name).to_dict()
+    return {k: (old.get(k, defaults[k]), v) for k, v in ours.items() if k != "name" and old.get(k, defaults[k]) != v}
+
+
 DEFAULT_PROFILE = "quick"  # the profile of every command and notebook unless told otherwise
 
 PROFILES: dict[str, Profile] = {

@@ -302,6 +302,16 @@ def test_count_means_print_as_whole_numbers():
     assert list(shown[("count", "ours")]) == ["56 ± 6.7 (3)", "821 ± 0 (3)"]
 
 
+def _separable(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """800 images of 60 features in ``k`` classes (each present), the class shifting one feature by 1."""
+    rng = np.random.default_rng(k)
+    y = rng.integers(0, k, 800)
+    y[:k] = np.arange(k)
+    x = rng.normal(size=(800, 60)).astype(np.float32)
+    x[np.arange(800), y % 60] += 1.0
+    return x, y
+
+
 @pytest.mark.parametrize("k, class_weight", [(5, "balanced"), (2, None), (29, None)])
 def test_torch_probe_solves_sklearns_objective(k, class_weight):
     """The torch solver (probe_solver="torch") and scikit-learn's lbfgs stop at the same tolerance on the same
@@ -311,11 +321,7 @@ def test_torch_probe_solves_sklearns_objective(k, class_weight):
 
     from repro.experiments.probe_solver import TorchLogistic
 
-    rng = np.random.default_rng(k)
-    y = rng.integers(0, k, 800)
-    y[:k] = np.arange(k)
-    x = rng.normal(size=(800, 60)).astype(np.float32)
-    x[np.arange(800), y % 60] += 1.0
+    x, y = _separable(k)
     for c in (1e-3, 1e-1):
         sk = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
         tl = TorchLogistic(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
@@ -335,11 +341,7 @@ def test_torch_probe_in_float32_stays_near_sklearn(k, class_weight):
     thread on the real T2 probe; probabilities within 5e-3 of scikit-learn's, classes on ≥ 98 % of images."""
     from sklearn.linear_model import LogisticRegression
 
-    rng = np.random.default_rng(k)
-    y = rng.integers(0, k, 800)
-    y[:k] = np.arange(k)
-    x = rng.normal(size=(800, 60)).astype(np.float32)
-    x[np.arange(800), y % 60] += 1.0
+    x, y = _separable(k)
     for c in (1e-3, 1e-1):
         sk = LogisticRegression(C=c, class_weight=class_weight, max_iter=2000).fit(x, y)
         tl = baselines.probe_classifier("torch-fp32", c, class_weight, 2000).fit(x, y)

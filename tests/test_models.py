@@ -352,6 +352,7 @@ def test_fold_batchnorm_is_the_same_function_without_batchnorm():
 
 
 def test_feature_cache_with_folded_batchnorm_has_its_own_folder_and_record(cache_env):
+    from repro.device import usable_cores
     from repro.models.featcache import FOLD_TAG, trunk_feature_cache
 
     torch.manual_seed(0)
@@ -366,7 +367,7 @@ def test_feature_cache_with_folded_batchnorm_has_its_own_folder_and_record(cache
     assert rec["batchnorm_folded"] is True and rec_plain["batchnorm_folded"] is False
     assert rec["views"] == ["orig"] and rec["precision"] == "fp32" and rec["build_s"] >= 0
     assert rec["build_s"] == rec["build_s_per_view"]["orig"] and rec["images"] == [4, 64, 64, 3]
-    assert rec["threads"] == len(os.sched_getaffinity(0)) and torch.get_num_threads() >= 1
+    assert rec["threads"] == usable_cores() and torch.get_num_threads() >= 1
 
 
 def test_feature_cache_is_the_same_whatever_the_number_of_cores(tmp_path, monkeypatch):
@@ -379,7 +380,7 @@ def test_feature_cache_is_the_same_whatever_the_number_of_cores(tmp_path, monkey
     imgs = np.random.default_rng(2).integers(0, 256, (7, 64, 64, 3), dtype=np.uint8)
     got = {}
     for cores in (1, 3):
-        monkeypatch.setattr(featcache.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False)
+        monkeypatch.setattr(featcache, "usable_cores", lambda n=cores: n)
         feats = featcache.trunk_feature_cache(net, imgs, views=("orig",), cache_key="unit", batch_size=2,
                                               root=tmp_path / f"c{cores}", progress=False, fold_bn=True)
         assert feats.record()["threads"] == cores

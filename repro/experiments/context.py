@@ -29,7 +29,7 @@ from repro.names import (NOTEBOOK_OF, SUBSETS, TASKS, check_p, checkpoint_file, 
                          subset_code)
 from repro.paths import check_writable, layout, layout_for_results, project_relative
 from repro.phases import DATA, EVALUATION, FEATURES, MODEL_SETUP, TRAINING, VALIDATION, WRITING, move, phase
-from repro.profiles import Profile, get_profile
+from repro.profiles import Profile, get_profile, setting_differences
 from repro.provenance import git_commit, peak_memory_mb, versions
 
 
@@ -300,22 +300,10 @@ NOT_COMPUTING_SETTINGS = ("tensorboard",)
 
 def settings_changed(profile: Profile, result: dict[str, Any]) -> list[str]:
     """``"key: stored -> now"`` for each profile setting in which ``result`` (its ``profile_settings``) was
-    computed otherwise than ``profile`` would compute it now; ``[]`` when it still stands. A setting the
-    result does not record (one added since) is taken at its default, the value it had then."""
-    from dataclasses import fields
-
-    theirs, ours = result.get("profile_settings") or {}, profile.to_dict()
-    defaults = Profile(name=profile.name).to_dict()
-    missing = object()
-    out = []
-    for f in fields(Profile):
-        k = f.name
-        if k in NOT_COMPUTING_SETTINGS or k == "name":
-            continue
-        old = theirs.get(k, defaults.get(k, missing))
-        if old != ours[k]:
-            out.append(f"{k}: {old!r} -> {ours[k]!r}")
-    return out
+    computed otherwise than ``profile`` would compute it now (:func:`~repro.profiles.setting_differences`,
+    :data:`NOT_COMPUTING_SETTINGS` aside); ``[]`` when it still stands."""
+    diff = setting_differences(result.get("profile_settings") or {}, profile)
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in diff.items() if k not in NOT_COMPUTING_SETTINGS]
 
 
 def check_result_identity(ctx: Context, path: Path, result: dict[str, Any], stage: str) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from repro.device import usable_cores
 from repro.errors import ConfigError
 from repro.names import PRECISIONS
 from repro.io import atomic_path, atomic_write_text, clean_stale_temps, reserve_space
@@ -114,7 +114,7 @@ def batch_workers(device: torch.device):
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else max(os.cpu_count() or 1, 1)
+        yield usable_cores()
     finally:
         torch.set_num_threads(before)
 
@@ -227,16 +227,14 @@ def _compute(trunk: FrozenTrunk, spec: EncoderSpec, images: np.ndarray, view: st
 
     bar = tqdm_class()(total=len(starts), desc=f"trunk {spec.name} {view} {images.shape[1]}px",
                        disable=not progress, leave=False, unit="batch")
-    with atomic_path(path) as tmp, batch_workers(device) as workers, bar:
-        first = run(starts[0])
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + first.shape[1:])
-        reserve_space(tmp, path)
-        arr[:len(first)] = first
-        bar.update(1)
-        with ThreadPoolExecutor(workers) as pool:
-            for start, y in zip(starts[1:], pool.map(run, starts[1:])):
-                arr[start:start + len(y)] = y
-                bar.update(1)
+    arr = None
+    with atomic_path(path) as tmp, batch_workers(device) as workers, bar, ThreadPoolExecutor(workers) as pool:
+        for start, y in zip(starts, pool.map(run, starts)):
+            if arr is None:   # the first batch gives the output's shape
+                arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n,) + y.shape[1:])
+                reserve_space(tmp, path)
+            arr[start:start + len(y)] = y
+            bar.update(1)
         arr.flush()
         shape = arr.shape
         del arr

@@ -222,12 +222,11 @@ def settings_differences(a: str, b: str) -> dict[str, tuple[Any, Any]]:
     """``{setting: (value in a, value in b)}`` for every profile setting (the name aside) in which profiles
     ``a`` and ``b`` differ: what besides the encoder could explain a gain. ``{}`` when either is not a
     known profile."""
-    from repro.profiles import PROFILES
+    from repro.profiles import PROFILES, setting_differences
 
     if a not in PROFILES or b not in PROFILES:
         return {}
-    da, db = PROFILES[a].to_dict(), PROFILES[b].to_dict()
-    return {k: (da[k], db[k]) for k in da if k != "name" and da[k] != db.get(k)}
+    return setting_differences(PROFILES[a].to_dict(), PROFILES[b])
 
 
 def compare_profiles(df_a: pd.DataFrame, df_b: pd.DataFrame, labels: tuple[str, str],
