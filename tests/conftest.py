@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,17 @@ import pytest
 from repro.errors import DataError
 from repro.paths import resolve_data_root
 from tiny_odir import make_tiny_odir
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A temp folder for one test module's fixtures, removed when the module's tests are done: the suite's
+    disk use stays near one module's (a notebook run under the paper profile writes over 1 GB) instead of
+    growing to the sum of all of them. Test-scoped ``tmp_path`` folders go when their test passes
+    (``tmp_path_retention_policy`` in pyproject.toml)."""
+    path = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory):

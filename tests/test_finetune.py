@@ -26,10 +26,10 @@ FP16_REL, FP32_REORDER = 2.0 ** -11, 1e-6
 
 
 @pytest.fixture(scope="module")
-def ft_ctx(odir_root, tmp_path_factory):
+def ft_ctx(odir_root, module_tmp):
     from repro.experiments.context import make_context
 
-    base = tmp_path_factory.mktemp("finetune")
+    base = module_tmp
     return make_context("finetune", p=15, seed=0, data_root=odir_root, results_dir=base / "results" / "finetune",
                         runs_dir=base / "runs", **TINY)
 

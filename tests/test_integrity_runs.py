@@ -37,10 +37,10 @@ def _train(data: Path, results: Path, *extra: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
+def real_run(module_tmp):
     """A synthetic data folder and a results root (its caches in ``<root>/cache``) in which M1{T1} was
     trained on it."""
-    base = tmp_path_factory.mktemp("integrity")
+    base = module_tmp
     data = make_kaggle_odir(base / "data", n_patients=30)
     root = base / "R"
     with pytest.MonkeyPatch.context() as mp:

@@ -91,8 +91,8 @@ def fake_teachers(ctx, subsets=SUBSETS, stage="m1") -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def root_a(tmp_path_factory):
-    return tmp_path_factory.mktemp("root_a")
+def root_a(module_tmp):
+    return module_tmp
 
 
 @pytest.fixture(scope="module")

@@ -60,12 +60,12 @@ def test_notebooks_name_the_project_kernel():
 
 
 @pytest.fixture(scope="module")
-def smoke(odir_root, tmp_path_factory):
+def smoke(odir_root, module_tmp):
     """Run every notebook once as the sweep would (smoke profile, p = 15, seed 0) into a temp folder; return
     its paths."""
     from repro.sweep.kernel import DEFAULT_KERNEL, kernel_env
 
-    tmp = tmp_path_factory.mktemp("notebooks")
+    tmp = module_tmp
     figures = tmp / "figures"
     runs = smoke_plan(tmp / "results", figures)
     env = {"REPRO_RUNS": str(tmp / "runs"), "REPRO_FIGURES": str(figures), "MPLBACKEND": "Agg",

@@ -31,11 +31,11 @@ TAU = 5.0
 
 
 @pytest.fixture(scope="module")
-def paper_run(odir_root, tmp_path_factory):
+def paper_run(odir_root, module_tmp):
     """Notebooks 01, 02, 03 under the tiny ``paper`` profile (p = 15, seed 0) into a temp folder."""
     from repro.sweep.kernel import DEFAULT_KERNEL, kernel_env
 
-    tmp = tmp_path_factory.mktemp("paper")
+    tmp = module_tmp
     results = tmp / "results" / "paper"
     env = {"REPRO_RUNS": str(tmp / "runs"), "REPRO_FIGURES": str(tmp / "figures"), "MPLBACKEND": "Agg",
            PROFILE_OVERRIDES_ENV: json.dumps({"paper": TINY_PAPER})}
