@@ -22,7 +22,9 @@ import pytest
 from repro.errors import ConfigError
 from repro.io import pid_alive
 from repro.paths import PROJECT_ROOT
-from repro.sweep.executors import JOBS_DIR, plan_units, run_with_jobs
+from repro.names import LOCAL, SLURM
+from repro.sweep import executors
+from repro.sweep.executors import JOBS_DIR, default_max_jobs, plan_units, run_with_jobs
 from repro.sweep.lock import LOCK_FILE, SweepLockedError, sweep_lock
 from repro.sweep.plan import plan_sweep
 from repro.sweep.slurm import parse_option, resources_for, submitit_parameters
@@ -86,6 +88,16 @@ def test_job_resources_per_profile_and_options():
         parse_option("=x")
     with pytest.raises(ConfigError, match="--slurm-time 0"):
         resources_for("smoke", time_min=0)
+
+
+def test_local_jobs_at_once_follow_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # the machine's count must not matter
+    monkeypatch.setattr(executors, "usable_cores", lambda: 2)
+    assert default_max_jobs(LOCAL, resources_for("quick"), 63) == 2  # quick: 1 CPU per job
+    assert default_max_jobs(LOCAL, resources_for("paper"), 63) == 1     # paper: 8 CPUs per job, never 0
+    monkeypatch.setattr(executors, "usable_cores", lambda: 16)
+    assert default_max_jobs(LOCAL, resources_for("paper"), 63) == 2
+    assert default_max_jobs(SLURM, resources_for("quick"), 63) == 63   # the scheduler queues them
 
 
 def test_job_options_without_a_job_executor_and_dry_run_units(tmp_path, capsys):

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from repro.device import usable_cores
 from repro.errors import ConfigError, ReproError
 from repro.io import pid_alive, read_json
 from repro.names import LOCAL, SLURM, SWEEP_FILE
@@ -119,10 +120,11 @@ def chain_priority(p: int, seed: int, tau_seed: int | None) -> tuple[bool, int, 
 
 
 def default_max_jobs(executor: str, resources: JobResources, n_units: int) -> int:
-    """Jobs at once: for ``local``, as many as this machine's cores hold at the job's CPU count; for ``slurm``,
-    every ready unit (the scheduler queues them)."""
+    """Jobs at once: for ``local``, as many as the cores this process may use (its CPU affinity, as under
+    ``taskset`` or a cgroup-limited container, not the machine's count) hold at the job's CPU count; for
+    ``slurm``, every ready unit (the scheduler queues them)."""
     if executor == LOCAL:
-        return max(1, (os.cpu_count() or 1) // max(resources.cpus, 1))
+        return max(1, usable_cores() // max(resources.cpus, 1))
     return max(n_units, 1)
 
 
