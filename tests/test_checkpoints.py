@@ -135,3 +135,81 @@ def test_unknown_encoder_in_config_is_refused(good, tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="cannot build"):
         load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A pretrained frozen-trunk model (the quick layout, small heads) saved once: its trunk is left out."""
+    torch.manual_seed(0)
+    model = MTLNet(**{**KW, "pretrained": True})
+    prepared = SimpleNamespace(coarse_classes=("normal", "dr", "other"), fine_classes=("a", "b", "c", "d"),
+                               vocab=Vocab.build([["normal", "fundus"], ["cataract"]], 1), split_hash="abc123")
+    folder = tmp_path_factory.mktemp("pretrained")
+    before = torch.random.get_rng_state()
+    path = save_checkpoint(folder / "p.pt", model, prepared)
+    assert torch.equal(torch.random.get_rng_state(), before)   # building the reference trunk drew nothing
+    return path, model
+
+
+def test_a_pretrained_frozen_trunk_is_left_out_and_restored_bit_for_bit(pretrained, good, tmp_path):
+    from repro.models.trunk_weights import RECORD_KEY, pretrained_trunk
+
+    path, model = pretrained
+    payload = torch.load(path, weights_only=True)
+    trunk = [k for k in model.state_dict() if k.startswith("trunk.")]
+    record = payload[RECORD_KEY]
+    assert trunk and sorted(trunk) == record["keys"] and not set(trunk) & set(payload["state_dict"])
+    assert record["weights"] == model.config["encoder_weights"] != "random"
+    assert record["sha256"] == pretrained_trunk(model.config)[2]
+    loaded, _ = load_checkpoint(path)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    # the whole file of the same model (as written before the trunk was left out) is four times as large
+    # and still loads to the same model
+    whole = tmp_path / "whole.pt"
+    torch.save({**{k: v for k, v in payload.items() if k != RECORD_KEY},
+                "state_dict": {k: v.detach() for k, v in model.state_dict().items()}}, whole)
+    assert whole.stat().st_size > 4 * path.stat().st_size
+    again, _ = load_checkpoint(whole)
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    # a random trunk (pretrained=False) is not the weights file's: stored whole
+    assert RECORD_KEY not in torch.load(good[0], weights_only=True)
+
+
+def test_a_trained_or_foreign_trunk_is_stored_whole(tmp_path):
+    from repro.models.trunk_weights import RECORD_KEY
+
+    model = MTLNet(**{**KW, "pretrained": True})
+    with torch.no_grad():
+        next(model.trunk.parameters()).add_(1e-3)   # no longer the weights file's trunk
+    prepared = SimpleNamespace(coarse_classes=("normal", "dr", "other"), fine_classes=("a", "b", "c", "d"),
+                               vocab=Vocab.build([["normal"]], 1), split_hash="x")
+    path = save_checkpoint(tmp_path / "t.pt", model, prepared)
+    assert RECORD_KEY not in torch.load(path, weights_only=True)
+    loaded, _ = load_checkpoint(path)
+    assert torch.equal(next(loaded.trunk.parameters()), next(model.trunk.parameters()))
+
+
+@pytest.mark.parametrize("fault", ["digest", "weights", "malformed", "both"])
+def test_a_trunk_record_that_does_not_match_is_refused(pretrained, tmp_path, fault):
+    from repro.models.trunk_weights import RECORD_KEY
+
+    payload = torch.load(pretrained[0], weights_only=True)
+    record = payload[RECORD_KEY]
+    if fault == "digest":     # trained on other trunk weights than those installed here
+        record["sha256"] = "0" * 64
+        match = "was trained on the frozen trunk"
+    elif fault == "weights":
+        record["weights"] = "efficientnet-lite0@0000000000"
+        match = "the file was altered"
+    elif fault == "malformed":
+        payload[RECORD_KEY] = {"keys": "trunk.stages", "weights": 3}
+        match = f"'{RECORD_KEY}' entry must be"
+    else:
+        key = record["keys"][0]
+        payload["state_dict"][key] = torch.zeros(1)
+        match = "both stores and leaves out"
+    path = tmp_path / f"{fault}.pt"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=match) as err:
+        load_checkpoint(path)
+    assert path.name in str(err.value)

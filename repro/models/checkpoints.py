@@ -21,6 +21,7 @@ import torch
 
 from repro.errors import CheckpointError, ConfigError, MissingStageError
 from repro.io import atomic_save
+from repro.models.trunk_weights import RECORD_KEY, leave_out_trunk, restore_trunk
 from repro.profiles import Profile
 
 
@@ -31,18 +32,24 @@ class CheckpointMismatchError(CheckpointError):
 def save_checkpoint(path: str | Path, model, prepared, extra: dict[str, Any] | None = None) -> Path:
     """Model config + weights + everything needed to decode its outputs (classes, vocabulary).
 
+    A frozen trunk that is the pretrained encoder's is left out and recorded instead
+    (:mod:`repro.models.trunk_weights`); :func:`load_checkpoint` rebuilds and checks it.
+
     ``extra`` records the run (stage, p, seed, profile settings, data identity); a later stage
     compares it with its own (:func:`repro.experiments.context.check_checkpoint`).
     """
+    state, trunk = leave_out_trunk(model)
     payload = {
         "model_config": model.config,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "coarse_classes": list(prepared.coarse_classes),
         "fine_classes": list(prepared.fine_classes),
         "vocab": prepared.vocab.to_dict(),
         "split_hash": prepared.split_hash,
         "extra": extra or {},
     }
+    if trunk is not None:
+        payload[RECORD_KEY] = trunk
     return atomic_save(path, lambda f: torch.save(payload, f))
 
 
@@ -217,8 +224,11 @@ def _read_checkpoint(path: str | Path, map_location="cpu"):
     except (ConfigError, TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} describes a model this project cannot build "
                               f"(encoder {cfg.get('encoder')!r}): {e}") from None
+    state = payload["state_dict"]
+    if RECORD_KEY in payload:
+        state = restore_trunk(path, cfg, state, payload[RECORD_KEY])
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except (RuntimeError, TypeError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise CheckpointError(f"checkpoint {path}: its weights do not fit the model its config describes "
