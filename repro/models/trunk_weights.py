@@ -5,7 +5,7 @@ in training: its tensors are those of the encoder's ImageNet weights file, which
 train the model has. A checkpoint therefore stores only the trained tensors (neck, heads, trainable top)
 and a record of the trunk it left out: its tensor names, the weights file's tag (name and content hash,
 ``model.config["encoder_weights"]``) and a SHA-256 over the trunk tensors. A quick T1 model's file shrinks
-from 15.7 MB to 3.7 MB, a three-task one's from 25.4 MB to 13.4 MB (docs/decisions.md).
+from 15.7 MB to 3.7 MB, a three-task one's from 19.6 MB to 7.5 MB (docs/decisions.md).
 
 Loading rebuilds the trunk from the same weights file and refuses the checkpoint (one
 :class:`~repro.errors.CheckpointError`) unless the tag and the digest match: a checkpoint never runs on
