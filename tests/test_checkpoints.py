@@ -160,7 +160,7 @@ def test_a_pretrained_frozen_trunk_is_left_out_and_restored_bit_for_bit(pretrain
     record = payload[RECORD_KEY]
     assert trunk and sorted(trunk) == record["keys"] and not set(trunk) & set(payload["state_dict"])
     assert record["weights"] == model.config["encoder_weights"] != "random"
-    assert record["sha256"] == pretrained_trunk(model.config)[2]
+    assert record["fingerprint"] == pretrained_trunk(model.config)[2]
     loaded, _ = load_checkpoint(path)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
     # the whole file of the same model (as written before the trunk was left out) is four times as large
@@ -196,7 +196,7 @@ def test_a_trunk_record_that_does_not_match_is_refused(pretrained, tmp_path, fau
     payload = torch.load(pretrained[0], weights_only=True)
     record = payload[RECORD_KEY]
     if fault == "digest":     # trained on other trunk weights than those installed here
-        record["sha256"] = "0" * 64
+        record["fingerprint"] = "0" * 12
         match = "was trained on the frozen trunk"
     elif fault == "weights":
         record["weights"] = "efficientnet-lite0@0000000000"

